@@ -1,0 +1,2 @@
+// Package lease is a placeholder.
+package lease

@@ -1,0 +1,2 @@
+// Package watch is a placeholder.
+package watch
