@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/herd-project/herd/internal/store/mvcc"
 )
 
 // Config configures a store server.
@@ -42,7 +45,23 @@ const (
 )
 
 // Server is a running store server.
-type Server struct{}
+//
+// Contract between the files of this package: the Watch service
+// (watch.go) is built by newWatchServer(s) and uses s.store, s.cfg,
+// s.header and the watch hub it creates and registers itself through
+// s.store.SetNotifier; everything else (KV, Lease, Maintenance, Cluster,
+// listeners, lifecycle) lives in the other files.
+type Server struct {
+	cfg       Config
+	store     *mvcc.Store
+	memberID  uint64
+	clusterID uint64
+}
+
+// header is the response header for a response at store revision rev.
+func (s *Server) header(rev int64) *pb.ResponseHeader {
+	return &pb.ResponseHeader{ClusterId: s.clusterID, MemberId: s.memberID, Revision: rev, RaftTerm: 1}
+}
 
 // Start opens the store in cfg.DataDir and serves it on cfg.ListenClientURLs.
 func Start(cfg Config) (*Server, error) { panic("etcdserver: not implemented") }
