@@ -1,10 +1,16 @@
 package mvcc
 
 import (
-	"io"
+	"encoding/binary"
+	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // Options configure Open.
@@ -14,114 +20,221 @@ type Options struct {
 	NoSync bool
 }
 
+var (
+	bucketKey   = []byte("key")
+	bucketMeta  = []byte("meta")
+	bucketLease = []byte("lease")
+
+	metaRev              = []byte("currentRev")
+	metaScheduledCompact = []byte("scheduledCompactRev")
+	metaFinishedCompact  = []byte("finishedCompactRev")
+)
+
 // Store is the engine. All methods are safe for concurrent use.
-type Store struct{}
+//
+// Locks, outermost first: writeMu (one writer at a time), mu (held shared by
+// every transaction, exclusively by compaction so the index is not compacted
+// under a reader), then the short-lived index, lease and pending locks.
+type Store struct {
+	lg   *slog.Logger
+	path string
+	opts Options
+
+	db *bolt.DB
+	ix *index
+
+	writeMu    sync.Mutex
+	mu         sync.RWMutex
+	currentRev int64 // applied, maybe not durable; guarded by writeMu
+	closed     bool  // guarded by writeMu
+
+	committedRev atomic.Int64 // durable and visible to readers
+	compactRev   atomic.Int64
+
+	leases leaseTable
+
+	pendingMu sync.RWMutex
+	pending   map[Revision]*mvccpb.KeyValue // applied but not yet durable
+
+	committer committer
+
+	notifyMu sync.Mutex
+	notifier Notifier
+
+	compactWG sync.WaitGroup
+	closeOnce sync.Once
+}
 
 // Open opens (or creates) the bbolt database at path and rebuilds the index.
-func Open(path string, opts Options) (*Store, error) { panic("mvcc: not implemented") }
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Store{
+		lg:      opts.Logger,
+		path:    path,
+		opts:    opts,
+		ix:      newIndex(),
+		pending: make(map[Revision]*mvccpb.KeyValue),
+		leases:  newLeaseTable(),
+	}
+	if err := s.openDB(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	scheduled, finished, err := s.restore()
+	if err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("mvcc: restore %s: %w", path, err)
+	}
+	s.lg.Info("store opened", "path", path, "revision", s.currentRev,
+		"compact_revision", s.compactRev.Load(), "took", time.Since(start))
+	s.committer.start(s)
+	if scheduled > finished {
+		// A compaction was interrupted by a crash: finish it.
+		s.compactWG.Add(1)
+		go s.compactDisk(scheduled, s.ix.compact(scheduled), nil)
+	}
+	return s, nil
+}
 
-// SetNotifier registers the receiver of committed changes. Call it before the
-// first write.
-func (s *Store) SetNotifier(n Notifier) { panic("mvcc: not implemented") }
+func (s *Store) openDB() error {
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{
+		Timeout:         5 * time.Second,
+		NoSync:          s.opts.NoSync,
+		NoFreelistSync:  true,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: 1 << 30,
+	})
+	if err != nil {
+		return fmt.Errorf("mvcc: open %s: %w", s.path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketKey, bucketMeta, bucketLease} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("mvcc: init %s: %w", s.path, err)
+	}
+	s.db = db
+	return nil
+}
 
-// Read starts a read-only transaction at the latest durable revision. Call End.
-func (s *Store) Read() *ReadTxn { panic("mvcc: not implemented") }
+// restore rebuilds the index, the revision counters and the leases from disk.
+func (s *Store) restore() (scheduled, finished int64, err error) {
+	keyLease := make(map[string]int64)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		s.currentRev = metaInt(meta, metaRev)
+		scheduled = metaInt(meta, metaScheduledCompact)
+		finished = metaInt(meta, metaFinishedCompact)
 
-// Write starts the (exclusive) write transaction. Call End to commit it.
-func (s *Store) Write() *WriteTxn { panic("mvcc: not implemented") }
+		err := tx.Bucket(bucketKey).ForEach(func(k, v []byte) error {
+			if len(k) < revKeyLen {
+				return fmt.Errorf("bad revision key %x", k)
+			}
+			var kv mvccpb.KeyValue
+			if err := proto.Unmarshal(v, &kv); err != nil {
+				return fmt.Errorf("revision %v: %w", bytesToRev(k), err)
+			}
+			rev := bytesToRev(k)
+			tomb := isTombstoneKey(k)
+			s.ix.restore(kv.Key, rev, tomb, kv.CreateRevision, kv.Version)
+			if !tomb && kv.Lease != 0 {
+				keyLease[string(kv.Key)] = kv.Lease
+			} else {
+				delete(keyLease, string(kv.Key))
+			}
+			if rev.Main > s.currentRev {
+				s.currentRev = rev.Main
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketLease).ForEach(func(k, v []byte) error {
+			if len(k) != 8 || len(v) != 8 {
+				return fmt.Errorf("bad lease record %x", k)
+			}
+			s.leases.grant(int64(binary.BigEndian.Uint64(k)), int64(binary.BigEndian.Uint64(v)))
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	if s.currentRev == 0 {
+		// etcd starts at revision 1.
+		s.currentRev = 1
+	}
+	for key, id := range keyLease {
+		if !s.leases.attach(id, key) {
+			s.lg.Warn("key attached to a missing lease", "key", key, "lease", id)
+		}
+	}
+	if scheduled > 0 {
+		s.ix.compact(scheduled)
+		s.compactRev.Store(scheduled)
+	}
+	s.committedRev.Store(s.currentRev)
+	return scheduled, finished, nil
+}
+
+func metaInt(b *bolt.Bucket, key []byte) int64 {
+	v := b.Get(key)
+	if len(v) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(v))
+}
+
+func int64Bytes(n int64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, uint64(n))
+	return b
+}
+
+// SetNotifier registers the receiver of committed changes.
+func (s *Store) SetNotifier(n Notifier) {
+	s.notifyMu.Lock()
+	s.notifier = n
+	s.notifyMu.Unlock()
+}
+
+func (s *Store) notify(b *commitBatch) {
+	s.notifyMu.Lock()
+	n := s.notifier
+	s.notifyMu.Unlock()
+	if n == nil {
+		return
+	}
+	for _, re := range b.events {
+		n.Notify(re.rev, re.events)
+	}
+}
 
 // Rev is the latest durable revision.
-func (s *Store) Rev() int64 { panic("mvcc: not implemented") }
+func (s *Store) Rev() int64 { return s.committedRev.Load() }
 
 // CompactRev is the revision of the last compaction (0 if none).
-func (s *Store) CompactRev() int64 { panic("mvcc: not implemented") }
-
-// Compact discards history below rev. It returns ErrCompacted if rev is not
-// above the last compaction and ErrFutureRev if rev is above Rev(). The index
-// is compacted before it returns; done is closed when the history is gone
-// from disk too.
-func (s *Store) Compact(rev int64) (done <-chan struct{}, err error) { panic("mvcc: not implemented") }
-
-// Events calls fn for each committed revision in [from, to] that has changes,
-// in order, until fn returns false. It returns ErrCompacted if from is at or
-// below the compacted revision (and history there is gone).
-func (s *Store) Events(from, to int64, fn func(rev int64, events []*mvccpb.Event) bool) error {
-	panic("mvcc: not implemented")
-}
-
-// HashKV hashes the key space at rev (0: latest) like etcd's HashKV.
-func (s *Store) HashKV(rev int64) (HashKVResult, error) { panic("mvcc: not implemented") }
-
-// Hash hashes the whole database like etcd's Maintenance.Hash.
-func (s *Store) Hash() (uint32, error) { panic("mvcc: not implemented") }
-
-// DBSize returns the database file size and the bytes in use.
-func (s *Store) DBSize() (size, inUse int64) { panic("mvcc: not implemented") }
-
-// Defrag rewrites the database compactly.
-func (s *Store) Defrag() error { panic("mvcc: not implemented") }
-
-// Snapshot writes a consistent copy of the database to w and returns its size.
-func (s *Store) Snapshot(w io.Writer) (int64, error) { panic("mvcc: not implemented") }
-
-// Leases lists the persisted leases.
-func (s *Store) Leases() []Lease { panic("mvcc: not implemented") }
-
-// LeaseKeys lists the keys attached to a lease, sorted.
-func (s *Store) LeaseKeys(id int64) []string { panic("mvcc: not implemented") }
+func (s *Store) CompactRev() int64 { return s.compactRev.Load() }
 
 // Close waits for pending commits and closes the database.
-func (s *Store) Close() error { panic("mvcc: not implemented") }
-
-// ReadTxn is a read-only view at one revision.
-type ReadTxn struct{}
-
-// Rev is the revision the transaction reads at.
-func (t *ReadTxn) Rev() int64 { panic("mvcc: not implemented") }
-
-// Range returns the keys in [key, end). end == nil means the single key;
-// end == "\x00" means every key >= key.
-func (t *ReadTxn) Range(key, end []byte, ro RangeOptions) (*RangeResult, error) {
-	panic("mvcc: not implemented")
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.writeMu.Lock()
+		s.closed = true
+		s.committer.stop()
+		s.compactWG.Wait()
+		err = s.db.Close()
+		s.writeMu.Unlock()
+	})
+	return err
 }
-
-// End releases the transaction.
-func (t *ReadTxn) End() {}
-
-// WriteTxn is the exclusive write transaction. Its Range sees its own writes.
-// All changes of one WriteTxn share one main revision.
-type WriteTxn struct{}
-
-// Rev is the store revision once this transaction commits: the revision before
-// it, plus one if it changed anything.
-func (t *WriteTxn) Rev() int64 { panic("mvcc: not implemented") }
-
-// Changed reports whether the transaction changed anything so far.
-func (t *WriteTxn) Changed() bool { panic("mvcc: not implemented") }
-
-// Range is ReadTxn.Range on the transaction's own view.
-func (t *WriteTxn) Range(key, end []byte, ro RangeOptions) (*RangeResult, error) {
-	panic("mvcc: not implemented")
-}
-
-// Put writes key=value attached to lease (0: none). It returns ErrLeaseNotFound
-// if the lease does not exist, before changing anything.
-func (t *WriteTxn) Put(key, value []byte, lease int64) error { panic("mvcc: not implemented") }
-
-// DeleteRange deletes the keys in [key, end) and returns how many it deleted.
-func (t *WriteTxn) DeleteRange(key, end []byte) int64 { panic("mvcc: not implemented") }
-
-// LeaseExists reports whether the lease exists in this transaction's view.
-func (t *WriteTxn) LeaseExists(id int64) bool { panic("mvcc: not implemented") }
-
-// GrantLease persists a new lease. ErrLeaseExists if the ID is taken.
-func (t *WriteTxn) GrantLease(id, ttl int64) error { panic("mvcc: not implemented") }
-
-// RevokeLease deletes the lease and every key attached to it (sorted, one
-// revision). ErrLeaseNotFound if there is no such lease.
-func (t *WriteTxn) RevokeLease(id int64) error { panic("mvcc: not implemented") }
-
-// End commits: it releases the write lock and waits until the changes are
-// durable. Readers see them only then. An error means the disk failed and the
-// store refuses further writes.
-func (t *WriteTxn) End() error { panic("mvcc: not implemented") }
