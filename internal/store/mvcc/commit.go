@@ -3,6 +3,7 @@ package mvcc
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -29,6 +30,7 @@ type commitBatch struct {
 	leaseDels []int64
 	events    []revEvents
 	lastRev   int64
+	txns      int
 	done      chan struct{}
 	err       error
 }
@@ -52,7 +54,16 @@ type committer struct {
 	stopped chan struct{}
 	err     error // sticky disk failure
 	diskMu  sync.Mutex
+	// lastTxns is the size of the previous batch: the writers it released
+	// are probably about to write again, so the next commit lingers briefly
+	// for them rather than fsyncing a batch of one.
+	lastTxns int
 }
+
+// maxLinger bounds how long a commit waits for writers to come back. It is
+// small next to an fsync, which is what a batch of one would cost each of
+// them.
+const maxLinger = 500 * time.Microsecond
 
 func (c *committer) start(s *Store) {
 	c.s = s
@@ -68,6 +79,7 @@ func (c *committer) add(f func(b *commitBatch)) *commitBatch {
 	c.mu.Lock()
 	b := c.batch
 	f(b)
+	b.txns++
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
@@ -91,7 +103,33 @@ func (c *committer) run() {
 			c.commitOpen()
 			return
 		}
+		c.linger()
 		c.commitOpen()
+	}
+}
+
+// linger waits until the open batch is as large as the previous one, or
+// maxLinger has passed, or the store is closing.
+func (c *committer) linger() {
+	c.mu.Lock()
+	target, n := c.lastTxns, c.batch.txns
+	c.mu.Unlock()
+	if target <= 1 || n >= target {
+		return
+	}
+	timer := time.NewTimer(maxLinger)
+	defer timer.Stop()
+	for n < target {
+		select {
+		case <-c.wake:
+		case <-timer.C:
+			return
+		case <-c.quit:
+			return
+		}
+		c.mu.Lock()
+		n = c.batch.txns
+		c.mu.Unlock()
 	}
 }
 
@@ -104,6 +142,7 @@ func (c *committer) commitOpen() {
 		return
 	}
 	c.batch = newBatch()
+	c.lastTxns = b.txns
 	failed := c.err
 	c.mu.Unlock()
 
