@@ -3,11 +3,8 @@ package etcdserver
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
-	"fmt"
+	"hash"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 
@@ -106,50 +103,66 @@ func (m *maintenanceServer) Defragment(context.Context, *pb.DefragmentRequest) (
 
 // Snapshot streams a consistent copy of the database in 32 KiB chunks that
 // count down the remaining bytes, then its sha256 in a last message, which
-// is how etcdctl and etcdutl check it. The copy is staged in a temporary file
-// next to the database, so that its size is known before the first chunk.
+// is how etcdctl and etcdutl check it.
 func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_SnapshotServer) error {
-	f, err := os.CreateTemp(filepath.Join(m.s.cfg.DataDir, "member"), "snapshot-*.tmp")
+	w := &snapshotSender{stream: stream, hash: sha256.New()}
+	total, err := m.s.store.Snapshot(func(size int64) io.Writer {
+		w.remaining = size
+		m.s.log.Info("sending database snapshot to client", "total_bytes", size)
+		return w
+	})
+	if err == nil {
+		err = w.flush()
+	}
 	if err != nil {
-		return toGRPCError(fmt.Errorf("stage snapshot: %w", err))
+		return toGRPCError(err)
 	}
-	defer func() {
-		_ = f.Close()
-		_ = os.Remove(f.Name())
-	}()
-	total, err := m.s.store.Snapshot(f)
-	if err != nil {
-		return toGRPCError(fmt.Errorf("stage snapshot: %w", err))
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return toGRPCError(fmt.Errorf("stage snapshot: %w", err))
-	}
-	m.s.log.Info("sending database snapshot to client", "total_bytes", total)
-
-	h := sha256.New()
-	var sent int64
-	for total-sent > 0 {
-		// Send does not copy: every chunk needs its own buffer.
-		buf := make([]byte, snapshotChunkSize)
-		n, err := io.ReadFull(f, buf)
-		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-			return toGRPCError(err)
-		}
-		if n == 0 {
-			return status.Error(codes.Internal, "herd store: snapshot shorter than its size")
-		}
-		sent += int64(n)
-		h.Write(buf[:n])
-		resp := &pb.SnapshotResponse{RemainingBytes: uint64(total - sent), Blob: buf[:n], Version: snapshotVersion}
-		if err := stream.Send(resp); err != nil {
-			return toGRPCError(err)
-		}
-	}
-	if err := stream.Send(&pb.SnapshotResponse{Blob: h.Sum(nil), Version: snapshotVersion}); err != nil {
+	if err := stream.Send(&pb.SnapshotResponse{Blob: w.hash.Sum(nil), Version: snapshotVersion}); err != nil {
 		return toGRPCError(err)
 	}
 	m.s.log.Info("sent database snapshot to client", "total_bytes", total)
 	return nil
+}
+
+// snapshotSender cuts the database copy into Snapshot messages.
+type snapshotSender struct {
+	stream    pb.Maintenance_SnapshotServer
+	hash      hash.Hash
+	buf       []byte
+	remaining int64
+}
+
+func (w *snapshotSender) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if w.buf == nil {
+			// Send does not copy: every chunk needs its own buffer.
+			w.buf = make([]byte, 0, snapshotChunkSize)
+		}
+		c := copy(w.buf[len(w.buf):cap(w.buf)], p)
+		w.buf = w.buf[:len(w.buf)+c]
+		p = p[c:]
+		if len(w.buf) == cap(w.buf) {
+			if err := w.flush(); err != nil {
+				return n - len(p), err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *snapshotSender) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	w.hash.Write(w.buf)
+	w.remaining -= int64(len(w.buf))
+	if w.remaining < 0 {
+		return status.Error(codes.Internal, "herd store: snapshot longer than its size")
+	}
+	resp := &pb.SnapshotResponse{RemainingBytes: uint64(w.remaining), Blob: w.buf, Version: snapshotVersion}
+	w.buf = nil
+	return w.stream.Send(resp)
 }
 
 // Alarm manages the in-memory alarms as etcd's applier does.

@@ -92,24 +92,20 @@ func (s *Store) DBSize() (size, inUse int64) {
 	return size, inUse
 }
 
-// Snapshot writes a consistent copy of the database to w and returns its size.
-func (s *Store) Snapshot(w io.Writer) (int64, error) {
+// Snapshot writes a consistent copy of the database. It tells start the size
+// of the copy first (a stream's framing may need it), then writes the copy to
+// the writer start returns, and returns the bytes written.
+func (s *Store) Snapshot(start func(size int64) io.Writer) (int64, error) {
 	var n int64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
-		n, err = tx.WriteTo(w)
+		n, err = tx.WriteTo(start(tx.Size()))
 		return err
 	})
 	if err != nil {
 		return n, fmt.Errorf("mvcc: snapshot: %w", err)
 	}
 	return n, nil
-}
-
-// SnapshotSize is the size Snapshot will write.
-func (s *Store) SnapshotSize() int64 {
-	size, _ := s.DBSize()
-	return size
 }
 
 // Defrag rewrites the database into a fresh file, releasing free pages. Reads

@@ -3,6 +3,7 @@ package mvcc
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -254,8 +255,9 @@ func TestDefragAndSnapshot(t *testing.T) {
 		t.Fatalf("hash %v %v err %v", h1, h2, err)
 	}
 	var buf bytes.Buffer
-	n, err := s.Snapshot(&buf)
-	if err != nil || n != int64(buf.Len()) || n == 0 {
+	var size int64
+	n, err := s.Snapshot(func(sz int64) io.Writer { size = sz; return &buf })
+	if err != nil || n != int64(buf.Len()) || n == 0 || size != n {
 		t.Fatalf("snapshot %d %d %v", n, buf.Len(), err)
 	}
 }
