@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -106,6 +108,9 @@ func (s *Store) openDB() error {
 		FreelistType:    bolt.FreelistMapType,
 		InitialMmapSize: 1 << 30,
 	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("mvcc: open %s: %w (another process holds the database: is a herd store already running on this data dir?)", s.path, err)
+	}
 	if err != nil {
 		return fmt.Errorf("mvcc: open %s: %w", s.path, err)
 	}
