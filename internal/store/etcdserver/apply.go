@@ -54,7 +54,7 @@ func (s *Server) checkQuota(req proto.Message) error {
 	if cost == 0 {
 		return nil
 	}
-	if size, _ := s.store.DBSize(); size+int64(cost) < defaultQuotaBytes {
+	if s.store.Size()+int64(cost) < defaultQuotaBytes {
 		return nil
 	}
 	s.raftIndex.Add(1)

@@ -152,7 +152,13 @@ func (c *committer) commitOpen() {
 		return
 	}
 	c.diskMu.Lock()
-	err := c.s.db.Update(func(tx *bolt.Tx) error { return writeBatch(tx, b) })
+	err := c.s.db.Update(func(tx *bolt.Tx) error {
+		if err := writeBatch(tx, b); err != nil {
+			return err
+		}
+		c.s.size.Store(tx.Size())
+		return nil
+	})
 	c.diskMu.Unlock()
 	if err != nil {
 		err = fmt.Errorf("mvcc: commit: %w", err)

@@ -81,6 +81,10 @@ func (s *Store) Hash() (uint32, error) {
 	return h.Sum32(), nil
 }
 
+// Size is the database file size as of the last commit. It is cheap: quota
+// checks call it on every write.
+func (s *Store) Size() int64 { return s.size.Load() }
+
 // DBSize returns the database file size and the bytes in use.
 func (s *Store) DBSize() (size, inUse int64) {
 	s.db.View(func(tx *bolt.Tx) error {

@@ -52,6 +52,7 @@ type Store struct {
 
 	committedRev atomic.Int64 // durable and visible to readers
 	compactRev   atomic.Int64
+	size         atomic.Int64 // database file size, see Size
 
 	leases leaseTable
 
@@ -127,7 +128,10 @@ func (s *Store) openDB() error {
 		return fmt.Errorf("mvcc: init %s: %w", s.path, err)
 	}
 	s.db = db
-	return nil
+	return db.View(func(tx *bolt.Tx) error {
+		s.size.Store(tx.Size())
+		return nil
+	})
 }
 
 // restore rebuilds the index, the revision counters and the leases from disk.
