@@ -221,7 +221,10 @@ func TestTxnWrites(t *testing.T) {
 		{"put and delete same key", &pb.TxnRequest{Success: []*pb.RequestOp{opPut("d", "1"), opDelete("d", "")}}},
 		{"delete and put same key", &pb.TxnRequest{Success: []*pb.RequestOp{opDelete("d", ""), opPut("d", "1")}}},
 		{"delete range covering put", &pb.TxnRequest{Success: []*pb.RequestOp{opDelete("a", "e"), opPut("d", "1")}}},
-		{"delete from key with put after it", &pb.TxnRequest{Success: []*pb.RequestOp{opDeleteReq(&pb.DeleteRangeRequest{Key: b("zz"), RangeEnd: []byte{0}}), opPut("zzz", "1")}}},
+		// A put inside a "\x00"-ended delete is a duplicate for herd but not
+		// for etcd 3.7, whose check misses that overlap (see README); only
+		// the case both agree on is compared.
+		{"delete from key with put before it", &pb.TxnRequest{Success: []*pb.RequestOp{opDeleteReq(&pb.DeleteRangeRequest{Key: b("zz"), RangeEnd: []byte{0}}), opPut("a", "1")}}},
 		{"two deletes of the same key", &pb.TxnRequest{Success: []*pb.RequestOp{opDelete("d", ""), opDelete("d", "e"), opRange("d", "")}}},
 		{"nested put of a key put above", &pb.TxnRequest{Success: []*pb.RequestOp{opPut("d", "1"), opTxn(&pb.TxnRequest{Success: []*pb.RequestOp{opPut("d", "2")}})}}},
 		{"nested put of a key deleted above", &pb.TxnRequest{Success: []*pb.RequestOp{opDelete("d", ""), opTxn(&pb.TxnRequest{Failure: []*pb.RequestOp{opPut("d", "2")}})}}},

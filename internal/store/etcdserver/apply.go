@@ -58,7 +58,9 @@ func (s *Server) checkQuota(req proto.Message) error {
 		return nil
 	}
 	s.raftIndex.Add(1)
-	s.alarms.activate(s.memberID, pb.AlarmType_NOSPACE)
+	if _, err := s.alarms.activate(s.memberID, pb.AlarmType_NOSPACE); err != nil {
+		s.log.Error("cannot record the NOSPACE alarm", "error", err)
+	}
 	return rpctypes.ErrGRPCNoSpace
 }
 

@@ -165,7 +165,7 @@ func (w *snapshotSender) flush() error {
 	return w.stream.Send(resp)
 }
 
-// Alarm manages the in-memory alarms as etcd's applier does.
+// Alarm manages the alarms as etcd's applier does.
 func (m *maintenanceServer) Alarm(_ context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
 	s := m.s
 	if err := s.propose(&pb.InternalRaftRequest{Alarm: r}); err != nil {
@@ -177,10 +177,18 @@ func (m *maintenanceServer) Alarm(_ context.Context, r *pb.AlarmRequest) (*pb.Al
 		resp.Alarms = s.alarms.get(r.Alarm)
 	case pb.AlarmRequest_ACTIVATE:
 		if r.Alarm != pb.AlarmType_NONE {
-			resp.Alarms = append(resp.Alarms, s.alarms.activate(r.MemberID, r.Alarm))
+			a, err := s.alarms.activate(r.MemberID, r.Alarm)
+			if err != nil {
+				return nil, toGRPCError(err)
+			}
+			resp.Alarms = append(resp.Alarms, a)
 		}
 	case pb.AlarmRequest_DEACTIVATE:
-		if a := s.alarms.deactivate(r.MemberID, r.Alarm); a != nil {
+		a, err := s.alarms.deactivate(r.MemberID, r.Alarm)
+		if err != nil {
+			return nil, toGRPCError(err)
+		}
+		if a != nil {
 			resp.Alarms = append(resp.Alarms, a)
 		}
 	default:

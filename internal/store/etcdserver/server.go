@@ -225,6 +225,12 @@ func Start(cfg Config) (*Server, error) {
 	}
 	s.reqIDs = newReqIDGen(s.memberID, time.Now())
 	s.raftIndex.Store(uint64(max(st.Rev(), 0)))
+	saved, err := st.Alarms()
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.alarms.load(st, saved)
 
 	// The watch service registers itself as the engine's notifier, which must
 	// happen before the first write (the lessor may revoke leases at once).

@@ -103,7 +103,8 @@ func checkRequestOp(u *pb.RequestOp, maxTxnOps int) error {
 // checkIntervals rejects a txn branch in which a key is put twice, or put and
 // deleted, on paths that can both run. It returns the keys put and the ranges
 // deleted at this level and below, for the level above. This is etcd's check,
-// on etcd's interval tree, so that the same requests are refused.
+// on etcd's interval tree, so that the same requests are refused (and one
+// more: see the "\x00" range end below).
 func checkIntervals(reqs []*pb.RequestOp) (map[string]struct{}, adt.IntervalTree, error) {
 	dels := adt.NewIntervalTree()
 
@@ -114,9 +115,15 @@ func checkIntervals(reqs []*pb.RequestOp) (map[string]struct{}, adt.IntervalTree
 			continue
 		}
 		var iv adt.Interval
-		if len(d.RangeEnd) != 0 {
+		switch {
+		case len(d.RangeEnd) == 1 && d.RangeEnd[0] == 0:
+			// "\x00" means every key from Key on; the interval tree spells
+			// that end "". etcd 3.7 passes "\x00" through, misses the
+			// overlap and then writes one key twice in one revision.
+			iv = adt.NewStringAffineInterval(string(d.Key), "")
+		case len(d.RangeEnd) != 0:
 			iv = adt.NewStringAffineInterval(string(d.Key), string(d.RangeEnd))
-		} else {
+		default:
 			iv = adt.NewStringAffinePoint(string(d.Key))
 		}
 		dels.Insert(iv, struct{}{})
