@@ -15,11 +15,9 @@ import (
 // checkClientVersion refuses a client API version that is not UTF-8, as
 // etcd's interceptors do.
 func checkClientVersion(ctx context.Context) error {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return nil
-	}
-	if vs := md.Get(rpctypes.MetadataClientAPIVersionKey); len(vs) > 0 && !utf8.ValidString(vs[0]) {
+	// ValueFromIncomingContext reads one key without copying all metadata,
+	// which matters at one call per request.
+	if vs := metadata.ValueFromIncomingContext(ctx, rpctypes.MetadataClientAPIVersionKey); len(vs) > 0 && !utf8.ValidString(vs[0]) {
 		return rpctypes.ErrGRPCInvalidClientAPIVersion
 	}
 	return nil
