@@ -5,6 +5,7 @@ import (
 	"context"
 	"math"
 
+	"github.com/herd-project/herd/internal/store/mvcc"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/protobuf/proto"
@@ -148,16 +149,12 @@ func (k *kvServer) Put(_ context.Context, r *pb.PutRequest) (*pb.PutResponse, er
 	if err := s.alarmGate(applyPut, 0); err != nil {
 		return nil, err
 	}
-	wt := s.store.Write()
-	resp, err := func() (*pb.PutResponse, error) {
+	resp, err := inWriteTxn(s, func(wt *mvcc.WriteTxn) (*pb.PutResponse, error) {
 		if err := checkPut(wt, r); err != nil {
 			return nil, err
 		}
 		return executePut(wt, r)
-	}()
-	if endErr := wt.End(); endErr != nil && err == nil {
-		err = endErr
-	}
+	})
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -176,11 +173,9 @@ func (k *kvServer) DeleteRange(_ context.Context, r *pb.DeleteRangeRequest) (*pb
 	if err := s.alarmGate(applyDelete, 0); err != nil {
 		return nil, err
 	}
-	wt := s.store.Write()
-	resp, err := executeDelete(wt, r)
-	if endErr := wt.End(); endErr != nil && err == nil {
-		err = endErr
-	}
+	resp, err := inWriteTxn(s, func(wt *mvcc.WriteTxn) (*pb.DeleteRangeResponse, error) {
+		return executeDelete(wt, r)
+	})
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -218,11 +213,9 @@ func (k *kvServer) Txn(_ context.Context, r *pb.TxnRequest) (*pb.TxnResponse, er
 		if err := s.alarmGate(applyTxn, txnCost(r)); err != nil {
 			return nil, err
 		}
-		wt := s.store.Write()
-		resp, err = runTxn(wt, r, s.firstRev())
-		if endErr := wt.End(); endErr != nil && err == nil {
-			err = endErr
-		}
+		resp, err = inWriteTxn(s, func(wt *mvcc.WriteTxn) (*pb.TxnResponse, error) {
+			return runTxn(wt, r, s.firstRev())
+		})
 	}
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -271,4 +264,15 @@ func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 		}
 	}
 	return &pb.CompactionResponse{Header: s.currentHeader()}, nil
+}
+
+// inWriteTxn runs fn in the store's write transaction and commits it; the
+// commit's error counts only if fn succeeded.
+func inWriteTxn[R any](s *Server, fn func(wt *mvcc.WriteTxn) (R, error)) (R, error) {
+	wt := s.store.Write()
+	resp, err := fn(wt)
+	if endErr := wt.End(); err == nil {
+		err = endErr
+	}
+	return resp, err
 }
