@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
@@ -297,4 +299,100 @@ func BenchmarkRange(b *testing.B) {
 			r.End()
 		}
 	})
+}
+
+// TestInterruptedCompactionResumes simulates a crash after a compaction was
+// recorded but before its history was deleted from disk: the next Open must
+// finish it, so reads below it fail and the kept history is what a finished
+// compaction keeps.
+func TestInterruptedCompactionResumes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	s, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30; i++ {
+		put(t, s, fmt.Sprintf("k%d", i%3), fmt.Sprint(i), 0)
+	}
+	want, err := s.HashKV(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a finished compaction at 20 leaves, from a twin store.
+	twinPath := filepath.Join(t.TempDir(), "twin")
+	s.Close()
+	copyFile(t, path, twinPath)
+	twin, err := Open(twinPath, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := twin.Compact(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	wantAfter, _ := twin.HashKV(0)
+	wantOnDisk := revisionsOnDisk(t, twin)
+	twin.Close()
+
+	// The crash: the compaction is recorded, nothing is deleted yet.
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(metaScheduledCompact, int64Bytes(20))
+	})
+	db.Close()
+
+	s, err = Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.CompactRev() != 20 {
+		t.Fatalf("compact rev %d, want 20", s.CompactRev())
+	}
+	r := s.Read()
+	_, err = r.Range([]byte("k0"), nil, RangeOptions{Rev: 19})
+	r.End()
+	if err != ErrCompacted {
+		t.Fatalf("read below the resumed compaction: %v", err)
+	}
+	s.Close() // waits for the resumed disk compaction
+	s, err = Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.HashKV(0)
+	if got != wantAfter || got.HashRevision != want.HashRevision {
+		t.Fatalf("after resumed compaction %+v, want %+v (before: %+v)", got, wantAfter, want)
+	}
+	if n := revisionsOnDisk(t, s); n != wantOnDisk || n >= 30 {
+		t.Fatalf("%d revisions on disk after the resumed compaction, want %d", n, wantOnDisk)
+	}
+}
+
+func revisionsOnDisk(t *testing.T, s *Store) int {
+	t.Helper()
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketKey).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
