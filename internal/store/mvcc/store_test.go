@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,7 +17,7 @@ import (
 func openTest(t testing.TB, noSync bool) (*Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "db")
-	s, err := Open(path, Options{NoSync: noSync})
+	s, err := Open(path, Options{NoSync: noSync, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
