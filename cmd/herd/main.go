@@ -1,5 +1,5 @@
-// Command herd is the single binary of the herd orchestrator: store, control
-// plane, agent, CLI and benchmarks, one subcommand each.
+// Package main builds herd, the single binary of the herd orchestrator:
+// store, control plane, agent, CLI and benchmarks, one subcommand each.
 package main
 
 import (
