@@ -1,4 +1,4 @@
-// Package main builds an unmodified etcd server built from the etcd Go module
+// Package main is an unmodified etcd server, built from the etcd Go module
 // pinned in go.mod, so that bench/kv.sh can compare herd store with etcd
 // using `go build` alone, without downloading a release binary. It accepts
 // etcd's usual flags (see `etcd --help`).
