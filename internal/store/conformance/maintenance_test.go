@@ -128,6 +128,10 @@ type snapshotShape struct {
 func TestSnapshot(t *testing.T) {
 	p := newPair(t, serverOpts{FastElection: true})
 	seedHistory(t, p)
+	// A freshly started etcd records its storage version in its database a
+	// moment after it starts (after Status already reports it), and only
+	// then puts it in snapshots; compare with a settled one.
+	waitSnapshotVersion(t, p.ref)
 	var shapes [2]snapshotShape
 	var buckets [2]string
 	p.both(func(tg *target) {
@@ -431,4 +435,19 @@ func watchCreateCall(desc string, r *pb.WatchCreateRequest) call {
 		}
 		return s.Recv()
 	}}
+}
+
+// waitSnapshotVersion waits until tg's snapshots carry a storage version.
+func waitSnapshotVersion(t *testing.T, tg *target) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if shape, _ := snapshot(t, tg); shape.Version != "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s snapshots carry no storage version after 30s", tg.name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

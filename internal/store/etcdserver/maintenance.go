@@ -21,11 +21,10 @@ import (
 // in Status once its cluster version is set: major.minor.0.
 var storageVersion = version.APIVersion + ".0"
 
-// snapshotVersion is the version in Snapshot messages. etcd reads it from the
-// database it sends, and herd's database records no etcd storage version, so
-// it is empty (as it is in the snapshot of an etcd that has not recorded one
-// yet).
-const snapshotVersion = ""
+// snapshotVersion is the version in Snapshot messages: etcd sends the storage
+// version recorded in the database it streams, which every etcd of our API
+// version records shortly after it starts. herd sends what its Status reports.
+var snapshotVersion = storageVersion
 
 // snapshotChunkSize is etcd's snapshot send buffer.
 const snapshotChunkSize = 32 * 1024
