@@ -143,8 +143,31 @@ func (r *Registry) Watch(ctx context.Context, kind Kind, from int64) (<-chan Cha
 // Events returns the stored events, oldest first.
 func (r *Registry) Events() []*api.Event { panic("registry: not implemented") }
 
-// Op is one operation of a Commit.
-type Op struct{}
+// OpType says what an Op does.
+type OpType int
+
+const (
+	// OpCreate puts Object if its key does not exist.
+	OpCreate OpType = iota + 1
+	// OpUpdate puts Object if the key's mod_revision is ResourceVersion.
+	OpUpdate
+	// OpUpsert puts Object unconditionally.
+	OpUpsert
+	// OpDelete deletes the key; if ResourceVersion is set, only at that version.
+	OpDelete
+)
+
+// Op is one operation of a Commit. Build it with Create, Update, Upsert,
+// Delete, PutHeartbeat or RecordEvent.
+type Op struct {
+	Type      OpType
+	Kind      Kind
+	Namespace string // empty for nodes and heartbeats
+	Name      string
+	// Object is the value to put: an api.Object, a *Heartbeat or an *api.Event.
+	Object          any
+	ResourceVersion string
+}
 
 // Create puts obj if no object has its key. It fills in UID and CreatedAt
 // when they are empty.
