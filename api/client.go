@@ -59,13 +59,13 @@ func NewClient(addr string) (*Client, error) {
 func (c *Client) Address() string { return c.base.String() }
 
 func (c *Client) url(path string, q url.Values) string {
-	u := *c.base
-	u.Path += path
-	u.RawPath = ""
+	// path is already escaped (see seg): append it to the escaped base, since
+	// setting URL.Path would escape the escapes again.
+	s := c.base.String() + path
 	if len(q) > 0 {
-		u.RawQuery = q.Encode()
+		s += "?" + q.Encode()
 	}
-	return u.String()
+	return s
 }
 
 // seg escapes one path segment, including the brackets of allocation names.
