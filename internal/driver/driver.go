@@ -63,7 +63,9 @@ type ExitResult struct {
 }
 
 // Successful reports whether the task exited with code 0 by itself.
-func (r ExitResult) Successful() bool { return r.Err == nil && r.ExitCode == 0 && r.Signal == "" && !r.OOMKilled }
+func (r ExitResult) Successful() bool {
+	return r.Err == nil && r.ExitCode == 0 && r.Signal == "" && !r.OOMKilled
+}
 
 // Fingerprint is what a driver reports about itself on this host.
 type Fingerprint struct {
