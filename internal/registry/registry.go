@@ -7,12 +7,30 @@
 // It talks to the store only through etcd's clientv3, so it runs the same on
 // herd store and on etcd. The API server, scheduler and controllers of one
 // process share one Registry.
+//
+// # Keys
+//
+// Every value is JSON under Options.Prefix (default "/herd/"):
+//
+//	<prefix>jobs/<namespace>/<name>        api.Job
+//	<prefix>allocs/<namespace>/<name>      api.Allocation
+//	<prefix>nodes/<name>                   api.Node
+//	<prefix>namespaces/<name>              api.Namespace
+//	<prefix>heartbeats/<node>              Heartbeat
+//	<prefix>events/<unix nanos, 20 digits>-<4 hex digits>   api.Event
+//
+// An object's ResourceVersion is its key's mod_revision in decimal; it is
+// never part of the stored value. Event keys sort by time; the random
+// suffix keeps events of the same nanosecond apart.
 package registry
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/herd-project/herd/api"
@@ -41,6 +59,8 @@ var (
 	ErrNotFound = errors.New("registry: not found")
 	// ErrTooOld: a watch asked for changes older than the cache holds.
 	ErrTooOld = errors.New("registry: resource version too old")
+	// ErrAlreadyExists: a Create found its key taken. It wraps ErrConflict.
+	ErrAlreadyExists = fmt.Errorf("%w: already exists", ErrConflict)
 )
 
 // MaxOps bounds the operations of one Commit, below the store's limit on
@@ -78,45 +98,153 @@ type Options struct {
 	Prefix string
 	Logger *slog.Logger
 	Clock  clockwork.Clock
-	// History is how many changes the cache keeps for watches that resume
-	// from an older resource version; default 10000.
+	// History is how many changes of each kind the cache keeps for watches
+	// that resume from an older resource version; default 10000.
 	History int
 }
 
+// Defaults of Options.
+const (
+	DefaultPrefix  = "/herd/"
+	DefaultHistory = 10000
+)
+
 // Registry is the typed, cached view of the store.
-type Registry struct{}
+type Registry struct {
+	cli *clientv3.Client
+	// watcher is the registry's own, so that its progress requests concern
+	// its watch only, and so that closing it cannot hold up closing cli.
+	watcher clientv3.Watcher
+	prefix  string
+	log     *slog.Logger
+	clock   clockwork.Clock
+
+	ctx       context.Context // ends at Close
+	cancel    context.CancelFunc
+	loops     sync.WaitGroup
+	pokes     chan struct{} // asks for a progress notification
+	stopped   chan struct{} // closed by Close
+	closeOnce sync.Once
+
+	mu        sync.Mutex
+	cache     *cache
+	histories map[Kind]*history
+	// advanced is closed, and replaced, whenever the cache revision grows.
+	advanced chan struct{}
+	watchers map[*watcher]struct{}
+	subs     map[*subscriber]struct{}
+	closed   bool
+}
+
+// ErrClosed is returned by calls on a closed Registry.
+var ErrClosed = errors.New("registry: closed")
 
 // Open lists everything under the prefix, starts the watch that keeps the
 // cache current and returns once the cache holds the list.
 func Open(ctx context.Context, cli *clientv3.Client, o Options) (*Registry, error) {
-	panic("registry: not implemented")
+	if cli == nil {
+		return nil, errors.New("registry: no store client")
+	}
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if !strings.HasSuffix(o.Prefix, "/") {
+		o.Prefix += "/"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	if o.History <= 0 {
+		o.History = DefaultHistory
+	}
+	r := &Registry{
+		cli:      cli,
+		prefix:   o.Prefix,
+		log:      o.Logger,
+		clock:    o.Clock,
+		pokes:    make(chan struct{}, 1),
+		stopped:  make(chan struct{}),
+		advanced: make(chan struct{}),
+		watchers: map[*watcher]struct{}{},
+		subs:     map[*subscriber]struct{}{},
+	}
+	c, err := r.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.cache = c
+	r.histories = make(map[Kind]*history, len(allKinds))
+	for _, k := range allKinds {
+		r.histories[k] = newHistory(o.History, c.rev)
+	}
+	r.watcher = clientv3.NewWatcher(cli)
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.loops.Add(2)
+	go r.run(c.rev)
+	go r.requestProgress()
+	return r, nil
 }
 
 // Close stops the watch.
-func (r *Registry) Close() error { panic("registry: not implemented") }
+func (r *Registry) Close() error {
+	r.closeOnce.Do(func() {
+		// The loops end with the context; they do not wait for clientv3 to
+		// close the watch.
+		r.cancel()
+		r.loops.Wait()
+		// clientv3 can hang closing a watcher whose watch ended while it
+		// was reconnecting to an unreachable store: close it aside.
+		go func() { _ = r.watcher.Close() }()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.closed = true
+		for w := range r.watchers {
+			r.dropWatcher(w)
+		}
+		close(r.stopped)
+	})
+	return nil
+}
 
 // Snapshot returns the cache as it is now.
-func (r *Registry) Snapshot() *Snapshot { panic("registry: not implemented") }
-
-// Subscribe returns a channel that receives a value (coalesced, buffer of
-// one) whenever an object of one of kinds changes, and a function that ends
-// the subscription.
-func (r *Registry) Subscribe(kinds ...Kind) (<-chan struct{}, func()) {
-	panic("registry: not implemented")
+func (r *Registry) Snapshot() *Snapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cache.snapshot()
 }
 
-// WaitRevision returns once the cache has caught up with rev.
-func (r *Registry) WaitRevision(ctx context.Context, rev int64) error {
-	panic("registry: not implemented")
+// Revision is the store revision the cache has caught up with.
+func (r *Registry) Revision() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cache.rev
 }
 
-// Commit runs ops in one store transaction: all or none. On success it
-// returns the revision, sets ResourceVersion on the objects written and
-// waits for the cache to reach the revision, so a Snapshot taken afterwards
-// shows the writes. If a condition fails it returns an error wrapping
-// ErrConflict (or ErrNotFound) that names the key.
-func (r *Registry) Commit(ctx context.Context, ops ...Op) (int64, error) {
-	panic("registry: not implemented")
+// Events returns the stored events, oldest first.
+func (r *Registry) Events() []*api.Event {
+	events, _ := r.EventList()
+	return events
+}
+
+// EventList returns the stored events, oldest first, and the revision they
+// were read at: a Watch of Events from it misses none and repeats none.
+func (r *Registry) EventList() ([]*api.Event, int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cache.sortedEvents(), r.cache.rev
+}
+
+// EventNames returns the names of the stored events (their keys below the
+// events prefix, "<unix nanos, 20 digits>-<4 hex digits>"), oldest first,
+// so that the garbage collector can delete old ones with Delete(Events,
+// "", name, "").
+func (r *Registry) EventNames() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cache.sortedEventNames()
 }
 
 // Change is one change of one object, for watch streams.
@@ -131,62 +259,3 @@ type Change struct {
 	// Prev is the object before the change (nil for Added).
 	Prev any
 }
-
-// Watch sends the changes of kind after revision from, in revision order,
-// until ctx ends; then the channel is closed. from = 0 means "from now". If
-// from is older than the cache's history it returns ErrTooOld. A watcher too
-// slow to keep up has its channel closed early and must resume.
-func (r *Registry) Watch(ctx context.Context, kind Kind, from int64) (<-chan Change, error) {
-	panic("registry: not implemented")
-}
-
-// Events returns the stored events, oldest first.
-func (r *Registry) Events() []*api.Event { panic("registry: not implemented") }
-
-// OpType says what an Op does.
-type OpType int
-
-const (
-	// OpCreate puts Object if its key does not exist.
-	OpCreate OpType = iota + 1
-	// OpUpdate puts Object if the key's mod_revision is ResourceVersion.
-	OpUpdate
-	// OpUpsert puts Object unconditionally.
-	OpUpsert
-	// OpDelete deletes the key; if ResourceVersion is set, only at that version.
-	OpDelete
-)
-
-// Op is one operation of a Commit. Build it with Create, Update, Upsert,
-// Delete, PutHeartbeat or RecordEvent.
-type Op struct {
-	Type      OpType
-	Kind      Kind
-	Namespace string // empty for nodes and heartbeats
-	Name      string
-	// Object is the value to put: an api.Object, a *Heartbeat or an *api.Event.
-	Object          any
-	ResourceVersion string
-}
-
-// Create puts obj if no object has its key. It fills in UID and CreatedAt
-// when they are empty.
-func Create(obj api.Object) Op { panic("registry: not implemented") }
-
-// Update puts obj if the stored object is still at obj.ResourceVersion.
-func Update(obj api.Object) Op { panic("registry: not implemented") }
-
-// Upsert puts obj whatever is stored.
-func Upsert(obj api.Object) Op { panic("registry: not implemented") }
-
-// Delete deletes an object; with a non-empty resourceVersion only if the
-// stored object is still at it.
-func Delete(kind Kind, namespace, name, resourceVersion string) Op {
-	panic("registry: not implemented")
-}
-
-// PutHeartbeat records a node's heartbeat.
-func PutHeartbeat(node string, hb Heartbeat) Op { panic("registry: not implemented") }
-
-// RecordEvent stores an event (events are kept for a limited time).
-func RecordEvent(ev api.Event) Op { panic("registry: not implemented") }
