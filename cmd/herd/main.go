@@ -6,8 +6,12 @@ import (
 	"os"
 
 	"github.com/herd-project/herd/internal/cli"
+	"github.com/herd-project/herd/internal/driver/exec"
 )
 
 func main() {
+	// The exec driver runs each task under a shim that is this binary
+	// started again; in a shim this call never returns.
+	exec.RunShimIfRequested()
 	os.Exit(cli.Main(os.Args[1:]))
 }

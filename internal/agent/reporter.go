@@ -33,23 +33,35 @@ type statusReport struct {
 	target               reportTarget
 }
 
+// reportWorkers is how many reports are in flight at once: reports of
+// different allocations are independent, and sending them one after another
+// would make starting 100 allocations wait for 100 round trips.
+const reportWorkers = 8
+
 // reporter sends allocation status reports to the API server. Reports of
-// one allocation coalesce: only the latest pending status is sent. Failed
-// sends are retried with backoff on the injected clock.
+// one allocation coalesce: only the latest pending status is sent, and at
+// most one report per allocation is in flight, so they arrive in order.
+// Failed sends are retried with backoff on the injected clock.
 type reporter struct {
 	srv   Server
 	node  string
 	clock clockwork.Clock
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	pending map[string]statusReport // by uid
-	order   []string                // uids, oldest first
-	kick    chan struct{}
+	mu       sync.Mutex
+	pending  map[string]statusReport // by uid
+	order    []string                // uids, oldest first
+	inflight map[string]bool         // uids being sent
+	kick     chan struct{}
 }
 
 func newReporter(srv Server, node string, clock clockwork.Clock, log *slog.Logger) *reporter {
-	return &reporter{srv: srv, node: node, clock: clock, log: log, pending: map[string]statusReport{}, kick: make(chan struct{}, 1)}
+	return &reporter{
+		srv: srv, node: node, clock: clock, log: log,
+		pending:  map[string]statusReport{},
+		inflight: map[string]bool{},
+		kick:     make(chan struct{}, 1),
+	}
 }
 
 // submit queues r, replacing a pending report of the same incarnation.
@@ -60,65 +72,87 @@ func (rp *reporter) submit(r statusReport) {
 	}
 	rp.pending[r.uid] = r
 	rp.mu.Unlock()
+	rp.wake()
+}
+
+func (rp *reporter) wake() {
 	select {
 	case rp.kick <- struct{}{}:
 	default:
 	}
 }
 
-// next takes the oldest pending report.
-func (rp *reporter) next() (statusReport, bool) {
+// next takes the oldest pending report whose allocation has no report in
+// flight, and marks it in flight; more says whether others are sendable.
+func (rp *reporter) next() (r statusReport, ok, more bool) {
 	rp.mu.Lock()
 	defer rp.mu.Unlock()
-	if len(rp.order) == 0 {
-		return statusReport{}, false
+	for i, uid := range rp.order {
+		if rp.inflight[uid] {
+			continue
+		}
+		rp.order = slices.Delete(rp.order, i, i+1)
+		r = rp.pending[uid]
+		delete(rp.pending, uid)
+		rp.inflight[uid] = true
+		return r, true, len(rp.order) > 0
 	}
-	uid := rp.order[0]
-	rp.order = rp.order[1:]
-	r := rp.pending[uid]
-	delete(rp.pending, uid)
-	return r, true
+	return statusReport{}, false, false
 }
 
-// requeue puts back a report that could not be sent, unless a newer one of
-// the same incarnation was submitted meanwhile.
-func (rp *reporter) requeue(r statusReport) {
+// done ends the flight of r. A report that could not be sent is put back,
+// unless a newer one of the same incarnation was submitted meanwhile.
+func (rp *reporter) done(r statusReport, retry bool) {
 	rp.mu.Lock()
-	defer rp.mu.Unlock()
-	if _, newer := rp.pending[r.uid]; newer {
-		return
+	delete(rp.inflight, r.uid)
+	_, newer := rp.pending[r.uid]
+	if retry && !newer {
+		rp.pending[r.uid] = r
+		rp.order = slices.Insert(rp.order, 0, r.uid)
 	}
-	rp.pending[r.uid] = r
-	rp.order = slices.Insert(rp.order, 0, r.uid)
+	rp.mu.Unlock()
+	if newer {
+		rp.wake()
+	}
 }
 
 // run sends reports until ctx ends.
 func (rp *reporter) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range reportWorkers {
+		wg.Go(func() { rp.work(ctx) })
+	}
+	wg.Wait()
+}
+
+func (rp *reporter) work(ctx context.Context) {
 	bo := backoff{min: 250 * time.Millisecond, max: 10 * time.Second}
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-rp.kick:
-		}
-		for {
-			r, ok := rp.next()
-			if !ok {
-				break
-			}
-			if retry := rp.send(ctx, r); !retry {
-				bo.reset()
-				continue
-			}
-			rp.requeue(r)
-			if ctx.Err() != nil {
-				return
-			}
+		r, ok, more := rp.next()
+		if !ok {
 			select {
 			case <-ctx.Done():
 				return
-			case <-rp.clock.After(bo.next()):
+			case <-rp.kick:
 			}
+			continue
+		}
+		if more {
+			rp.wake() // let another worker take the next one
+		}
+		retry := rp.send(ctx, r)
+		rp.done(r, retry)
+		if !retry {
+			bo.reset()
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-rp.clock.After(bo.next()):
 		}
 	}
 }
@@ -126,11 +160,12 @@ func (rp *reporter) run(ctx context.Context) {
 // flush sends every pending report once; used at shutdown.
 func (rp *reporter) flush(ctx context.Context) {
 	for ctx.Err() == nil {
-		r, ok := rp.next()
+		r, ok, _ := rp.next()
 		if !ok {
 			return
 		}
 		rp.send(ctx, r)
+		rp.done(r, false)
 	}
 }
 

@@ -14,14 +14,16 @@ import (
 func newBenchCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure the performance of a herd store or an etcd server",
+		Short: "Measure the performance of herd store, etcd and the orchestrator",
 		Long: `Load generators that measure throughput and latency.
 
 "herd bench kv" drives any server that speaks the etcd v3 API, so the same
-workload can be run against herd store and against etcd and compared.`,
+workload can be run against herd store and against etcd and compared.
+"herd bench jobs" measures a running control plane and its agents end to
+end: time to start replicas, failover, and store requests per workload.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newBenchKVCommand())
+	cmd.AddCommand(newBenchKVCommand(), newBenchJobsCommand())
 	return cmd
 }
 

@@ -37,16 +37,24 @@ func newRootCommand(startStore startFunc) *cobra.Command {
 the aim is that every node can run the whole stack and keep working when it
 is cut off from the others.
 
-The parts of herd, one subcommand each:
+Run a whole cluster on this machine:
 
-  herd store   the cluster's datastore. It speaks the etcd v3 gRPC API, so
-               etcdctl and etcd's Go client work against it unchanged.
-               Today it runs as a single node.
-  herd bench   load generators that measure herd store, or an etcd server
-               for comparison.
+  herd up                          store, API server, scheduler, controllers
+                                   and an agent, in one process
+  herd apply -f examples/web.yaml  submit a job
+  herd get allocs                  see its allocations run
 
-The control plane (API server, scheduler, controllers), the node agent and
-the rest of the CLI (herd up, apply, get, ...) are not built yet.`,
+Or run the parts on separate machines:
+
+  herd server   the control plane: HTTP API server, scheduler, controllers,
+                on an embedded store or an external one (herd store or etcd)
+  herd agent    a node agent that runs tasks (exec driver)
+  herd store    the cluster's datastore; it speaks the etcd v3 gRPC API, so
+                etcdctl and etcd's Go client work against it unchanged
+  herd bench    load generators for the store and the orchestrator
+
+Commands that talk to the API server find it with --server or $HERD_ADDR
+(default http://127.0.0.1:7080).`,
 		Version: Version,
 		// Main prints errors itself so that it can choose the exit code.
 		SilenceErrors: true,
@@ -56,7 +64,12 @@ the rest of the CLI (herd up, apply, get, ...) are not built yet.`,
 		},
 	}
 	root.SetVersionTemplate("herd {{.Version}}\n")
-	root.AddCommand(newStoreCommand(startStore), newBenchCommand(), newVersionCommand())
+	root.AddCommand(
+		newUpCommand(), newServerCommand(), newAgentCommand(),
+		newApplyCommand(), newGetCommand(), newDescribeCommand(), newScaleCommand(),
+		newLogsCommand(), newDeleteCommand(), newDrainCommand(),
+		newStoreCommand(startStore), newBenchCommand(), newVersionCommand(),
+	)
 	classifyErrors(root)
 	return root
 }

@@ -86,10 +86,10 @@ func writeJSONAtomic(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
 	}
+	// No fsync: these files describe processes, which do not outlive the
+	// machine, so they only need to survive a crash of the agent or the
+	// shim, and the rename makes them whole or absent for that.
 	_, err = tmp.Write(append(data, '\n'))
-	if err == nil {
-		err = tmp.Sync()
-	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
