@@ -144,12 +144,32 @@ func mergeStatus(cur, rep api.AllocStatus, now time.Time) api.AllocStatus {
 		maps.Copy(out.Tasks, rep.Tasks)
 	}
 	if len(rep.Events) > 0 {
-		events := append(slices.Clone(cur.Events), rep.Events...)
-		if n := len(events) - api.MaxAllocEvents; n > 0 {
-			events = slices.Clone(events[n:])
-		}
-		out.Events = events
+		out.Events = mergeEvents(cur.Events, rep.Events)
 	}
 	out.UpdatedAt = now
 	return out
+}
+
+// mergeEvents joins the stored events with reported ones, in time order,
+// keeping the latest api.MaxAllocEvents. An agent reports the events it
+// knows, which include ones already stored, so equal events count once.
+func mergeEvents(stored, reported []api.Event) []api.Event {
+	type key struct {
+		t                       int64
+		reason, message, source string
+	}
+	seen := make(map[key]bool, len(stored)+len(reported))
+	var events []api.Event
+	for _, ev := range slices.Concat(stored, reported) {
+		k := key{ev.Time.UnixNano(), ev.Reason, ev.Message, ev.Source}
+		if !seen[k] {
+			seen[k] = true
+			events = append(events, ev)
+		}
+	}
+	slices.SortStableFunc(events, func(a, b api.Event) int { return a.Time.Compare(b.Time) })
+	if n := len(events) - api.MaxAllocEvents; n > 0 {
+		events = slices.Clone(events[n:])
+	}
+	return events
 }

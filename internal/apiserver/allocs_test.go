@@ -153,6 +153,11 @@ func TestMergeStatus(t *testing.T) {
 				UpdatedAt:        now,
 			},
 		},
+		{
+			name: "events already stored count once",
+			rep:  api.AllocStatus{Events: events(5, 10)},
+			want: api.AllocStatus{ClientStatus: api.ClientRunning, Tasks: cur.Tasks, PlacementFailure: "kept", Events: events(0, 10), UpdatedAt: now},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
