@@ -38,7 +38,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/herd-bench-jobs.XXXXXX")
 PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-	pkill -9 -f "exec sleep 100000" 2>/dev/null || true
+	pkill -9 -f "sleep 100000" 2>/dev/null || true
 	wait 2>/dev/null || true
 	rm -rf "$TMP"
 }
@@ -110,8 +110,8 @@ for i in $(seq 1 "$JOBS_FAILOVERS"); do
 	wait_nodes "http://$SRV" 2
 	"$HERD" bench jobs failover --server "http://$SRV" --replicas 4 --node "a$i" --pid "$AGENT_PID" >>"$TMP/failover.txt"
 	# The killed agent's node stays down; the tasks it left are killed here
-	# (benchjobs tasks run "exec sleep 100000"; the job is deleted by now).
-	pkill -9 -f "exec sleep 100000" 2>/dev/null || true
+	# (benchjobs tasks run "sleep 100000"; the job is deleted by now).
+	pkill -9 -f "sleep 100000" 2>/dev/null || true
 done
 kill -9 "$B1" 2>/dev/null || true
 
@@ -130,7 +130,7 @@ for r in startup:
     rows.append(f"| {r['replicas']} | {r['repeats']} | {r['p50_ms']:.0f} ms | {r['p99_ms']:.0f} ms | {r['max_ms']:.0f} ms |")
 req = trace["store_requests"]
 trows = ["| request | count |", "|---|---|"] + [f"| {k} | {req[k]} |" for k in sorted(req)] + [f"| **total** | **{trace['total']}** |"]
-steps = ", ".join(f"{k} {v:.0f} ms" for k, v in trace["steps_ms"].items())
+steps = ", ".join(f"{s['name']} {s['ms']:.0f} ms" for s in trace["steps"])
 section = f"""<!-- jobs:begin -->
 <!-- Written by bench/orchestrator.sh; rerun it to replace this section. -->
 Run of {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}:
@@ -150,7 +150,7 @@ heartbeat 1 s and grace period 5 s, 4 replicas): {", ".join(f"{f:.0f} ms" for f 
 **Idle `herd up`** (one node, no jobs, over {idle_s} s): CPU {idle_cpu}% of one core, RSS {int(idle_rss)/1024:.0f} MiB.
 
 **Store requests of seed 004's Table 1 trace** (create 3, scale to 10, scale to 5, delete; {trace['seconds']:.1f} s
-including the agent's heartbeats, one Put a second; steps: {steps}):
+including the agent's heartbeats, one store write a second; steps: {steps}):
 
 {chr(10).join(trows)}
 

@@ -90,8 +90,13 @@ p50, p99 and max per count.`,
 	return cmd
 }
 
+type traceStep struct {
+	Name string  `json:"name"`
+	Ms   float64 `json:"ms"`
+}
+
 type traceResult struct {
-	StepsMs  map[string]float64 `json:"steps_ms"`
+	Steps    []traceStep        `json:"steps"`
 	Requests map[string]int64   `json:"store_requests"`
 	Total    int64              `json:"total"`
 	Seconds  float64            `json:"seconds"`
@@ -137,9 +142,9 @@ cluster. Kubernetes needed 2,951 store requests for this trace.`,
 		if err != nil {
 			return err
 		}
-		res := traceResult{StepsMs: map[string]float64{}, Requests: benchjobs.Diff(before, after), Seconds: elapsed.Seconds()}
+		res := traceResult{Requests: benchjobs.Diff(before, after), Seconds: elapsed.Seconds()}
 		for i, s := range steps {
-			res.StepsMs[s.Name] = msOf(took[i])
+			res.Steps = append(res.Steps, traceStep{s.Name, msOf(took[i])})
 		}
 		for _, n := range res.Requests {
 			res.Total += n
