@@ -96,10 +96,10 @@ type traceStep struct {
 }
 
 type traceResult struct {
-	Steps    []traceStep        `json:"steps"`
-	Requests map[string]int64   `json:"store_requests"`
-	Total    int64              `json:"total"`
-	Seconds  float64            `json:"seconds"`
+	Steps    []traceStep      `json:"steps"`
+	Requests map[string]int64 `json:"store_requests"`
+	Total    int64            `json:"total"`
+	Seconds  float64          `json:"seconds"`
 }
 
 func newBenchTraceCommand() *cobra.Command {
