@@ -162,6 +162,40 @@ type TaskConfig struct {
 	// WorkingDir is relative to the task's own directory under the agent's
 	// data dir; absolute paths are used as given.
 	WorkingDir string `json:"workingDir,omitempty"`
+
+	// The fields below are read by the docker driver only. For a docker
+	// task Command is optional (the image's default command runs) and
+	// WorkingDir is a path inside the container.
+
+	// Image is the container image to run; required for the docker driver.
+	Image string `json:"image,omitempty"`
+	// PullPolicy is "if-not-present" (default), "always" or "never".
+	PullPolicy string `json:"pullPolicy,omitempty"`
+	// NetworkMode is "bridge" (default: the allocation's tasks share one
+	// network namespace), "host" or "none".
+	NetworkMode string `json:"networkMode,omitempty"`
+	// Privileged gives the container all capabilities and devices.
+	Privileged bool `json:"privileged,omitempty"`
+	// Devices are host devices to expose: "/dev/x[:/dev/y[:rwm]]".
+	Devices []string `json:"devices,omitempty"`
+	// Volumes are bind mounts: "/host/path:/container/path[:ro]".
+	Volumes []string `json:"volumes,omitempty"`
+	// User runs the container's process as "user[:group]" (names or ids).
+	User string `json:"user,omitempty"`
+	// Labels are added to the container's labels.
+	Labels map[string]string `json:"labels,omitempty"`
+	// PortMap publishes container ports on the host.
+	PortMap []PortMapping `json:"portMap,omitempty"`
+}
+
+// PortMapping publishes a container port on a host port (docker driver).
+type PortMapping struct {
+	Name          string `json:"name"`
+	ContainerPort int    `json:"containerPort"`
+	// HostPort 0 lets the host choose a free port.
+	HostPort int `json:"hostPort,omitempty"`
+	// Protocol is "tcp" (default) or "udp".
+	Protocol string `json:"protocol,omitempty"`
 }
 
 // Resources are what a task requests or a node offers.

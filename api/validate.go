@@ -166,7 +166,9 @@ func validateGroup(v *validator, gp string, g *Group) {
 		if t.Driver == "" {
 			v.add(tp+".driver", "is required")
 		}
-		if t.Config.Command == "" {
+		if t.Driver == "docker" {
+			validateDockerConfig(v, tp+".config", &t.Config)
+		} else if t.Config.Command == "" {
 			v.add(tp+".config.command", "is required")
 		}
 		for k := range t.Config.Env {
@@ -221,4 +223,88 @@ func (n *Node) Validate() error {
 		v.add("status.allocatable.memory", "must be >= 0")
 	}
 	return v.errs.Err()
+}
+
+// validateDockerConfig checks the fields the docker driver reads.
+func validateDockerConfig(v *validator, cp string, c *TaskConfig) {
+	if c.Image == "" {
+		v.add(cp+".image", "is required for the docker driver")
+	}
+	switch c.PullPolicy {
+	case "", "if-not-present", "always", "never":
+	default:
+		v.add(cp+".pullPolicy", `must be "if-not-present", "always" or "never", not %q`, c.PullPolicy)
+	}
+	switch c.NetworkMode {
+	case "", "bridge", "host", "none":
+	default:
+		v.add(cp+".networkMode", `must be "bridge", "host" or "none", not %q`, c.NetworkMode)
+	}
+	for i, vol := range c.Volumes {
+		if p := CheckVolume(vol); p != "" {
+			v.add(fmt.Sprintf("%s.volumes[%d]", cp, i), "%s", p)
+		}
+	}
+	for i, dev := range c.Devices {
+		if p := CheckDevice(dev); p != "" {
+			v.add(fmt.Sprintf("%s.devices[%d]", cp, i), "%s", p)
+		}
+	}
+	names := map[string]bool{}
+	for i, pm := range c.PortMap {
+		pp := fmt.Sprintf("%s.portMap[%d]", cp, i)
+		if pm.Name == "" {
+			v.add(pp+".name", "is required")
+		} else if names[pm.Name] {
+			v.add(pp+".name", "duplicate port name %q", pm.Name)
+		}
+		names[pm.Name] = true
+		if pm.ContainerPort < 1 || pm.ContainerPort > 65535 {
+			v.add(pp+".containerPort", "must be between 1 and 65535")
+		}
+		if pm.HostPort < 0 || pm.HostPort > 65535 {
+			v.add(pp+".hostPort", "must be between 0 (any free port) and 65535")
+		}
+		if pm.Protocol != "" && pm.Protocol != "tcp" && pm.Protocol != "udp" {
+			v.add(pp+".protocol", `must be "tcp" or "udp", not %q`, pm.Protocol)
+		}
+	}
+}
+
+// CheckVolume describes what is wrong with a bind mount
+// "/host/path:/container/path[:ro|:rw]", or returns "".
+func CheckVolume(vol string) string {
+	parts := strings.Split(vol, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return fmt.Sprintf("must be host-path:container-path[:ro], not %q", vol)
+	}
+	if !strings.HasPrefix(parts[0], "/") || !strings.HasPrefix(parts[1], "/") {
+		return fmt.Sprintf("paths must be absolute in %q", vol)
+	}
+	if len(parts) == 3 && parts[2] != "ro" && parts[2] != "rw" {
+		return fmt.Sprintf("mode must be \"ro\" or \"rw\", not %q", parts[2])
+	}
+	return ""
+}
+
+// CheckDevice describes what is wrong with a device
+// "/dev/host[:/dev/container[:permissions]]", permissions being letters of
+// "rwm", or returns "".
+func CheckDevice(dev string) string {
+	parts := strings.Split(dev, ":")
+	if len(parts) > 3 {
+		return fmt.Sprintf("must be /dev/host[:/dev/container[:rwm]], not %q", dev)
+	}
+	for _, p := range parts[:min(len(parts), 2)] {
+		if !strings.HasPrefix(p, "/") {
+			return fmt.Sprintf("device paths must be absolute in %q", dev)
+		}
+	}
+	if len(parts) == 3 {
+		perm := parts[2]
+		if perm == "" || strings.Trim(perm, "rwm") != "" {
+			return fmt.Sprintf("permissions must be letters of \"rwm\", not %q", perm)
+		}
+	}
+	return ""
 }

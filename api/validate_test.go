@@ -73,6 +73,36 @@ func TestValidateReportsEveryProblemWithItsPath(t *testing.T) {
 			"spec.groups[0].constraints[0].attribute: must be attr.<name>",
 			`spec.groups[0].constraints[0].operator: must be "==" or "!=", not "=~"`,
 		}},
+		{"docker task without image", func(j *Job) {
+			j.Spec.Groups[0].Tasks[0].Driver = "docker"
+			j.Spec.Groups[0].Tasks[0].Config.Command = ""
+		}, []string{"spec.groups[0].tasks[0].config.image: is required for the docker driver"}},
+		{"docker config", func(j *Job) {
+			j.Spec.Groups[0].Tasks[0].Driver = "docker"
+			j.Spec.Groups[0].Tasks[0].Config = TaskConfig{
+				Image:       "nginx",
+				PullPolicy:  "sometimes",
+				NetworkMode: "overlay",
+				Volumes:     []string{"/data:/data:ro", "data:/data", "/a:/b:rx", "/only"},
+				Devices:     []string{"/dev/fuse", "/dev/sda:/dev/xvda:rwm", "sda", "/dev/a:/dev/b:x"},
+				PortMap: []PortMapping{
+					{Name: "http", ContainerPort: 80},
+					{Name: "http", ContainerPort: 0, HostPort: -1, Protocol: "sctp"},
+				},
+			}
+		}, []string{
+			`spec.groups[0].tasks[0].config.pullPolicy: must be "if-not-present", "always" or "never", not "sometimes"`,
+			`spec.groups[0].tasks[0].config.networkMode: must be "bridge", "host" or "none", not "overlay"`,
+			`spec.groups[0].tasks[0].config.volumes[1]: paths must be absolute`,
+			`spec.groups[0].tasks[0].config.volumes[2]: mode must be "ro" or "rw", not "rx"`,
+			`spec.groups[0].tasks[0].config.volumes[3]: must be host-path:container-path[:ro]`,
+			`spec.groups[0].tasks[0].config.devices[2]: device paths must be absolute`,
+			`spec.groups[0].tasks[0].config.devices[3]: permissions must be letters of "rwm", not "x"`,
+			`spec.groups[0].tasks[0].config.portMap[1].name: duplicate port name "http"`,
+			"spec.groups[0].tasks[0].config.portMap[1].containerPort: must be between 1 and 65535",
+			"spec.groups[0].tasks[0].config.portMap[1].hostPort: must be between 0 (any free port) and 65535",
+			`spec.groups[0].tasks[0].config.portMap[1].protocol: must be "tcp" or "udp", not "sctp"`,
+		}},
 		{"restart policy", func(j *Job) {
 			j.Spec.Groups[0].RestartPolicy = &RestartPolicy{Attempts: -1, Mode: "never"}
 		}, []string{

@@ -48,7 +48,8 @@ Or run the parts on separate machines:
 
   herd server   the control plane: HTTP API server, scheduler, controllers,
                 on an embedded store or an external one (herd store or etcd)
-  herd agent    a node agent that runs tasks (exec driver)
+  herd agent    a node agent that runs tasks (exec driver; docker when a
+                daemon answers)
   herd store    the cluster's datastore; it speaks the etcd v3 gRPC API, so
                 etcdctl and etcd's Go client work against it unchanged
   herd bench    load generators for the store and the orchestrator

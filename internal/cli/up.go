@@ -18,6 +18,7 @@ import (
 	"github.com/herd-project/herd/internal/agent"
 	"github.com/herd-project/herd/internal/controlplane"
 	"github.com/herd-project/herd/internal/driver"
+	"github.com/herd-project/herd/internal/driver/docker"
 	"github.com/herd-project/herd/internal/driver/exec"
 )
 
@@ -119,7 +120,8 @@ func newUpCommand() *cobra.Command {
 		Short: "Run a whole herd cluster on this machine: store, API server, scheduler, controllers and an agent",
 		Long: `Run a whole herd cluster in one process on this machine: the embedded
 store, the API server, the scheduler, the controllers and an agent that runs
-tasks with the exec driver.
+tasks with the exec driver (and the docker driver when a Docker daemon
+answers).
 
 State lives in --data-dir, so stopping and starting herd up keeps jobs.
 SIGINT (Ctrl-C) or SIGTERM stops the tasks it runs and shuts down cleanly.`,
@@ -160,13 +162,13 @@ func runUp(ctx context.Context, out io.Writer, logger *slog.Logger, cfg controlp
 	}
 	defer closeControlPlane(cp, logger)
 
-	a, err := newExecAgent(agentOptions{
+	a, err := newNodeAgent(agentOptions{
 		server:     cp.URL(),
 		name:       nodeName,
 		dataDir:    filepath.Join(cfg.DataDir, "agent"),
 		listen:     agentListen,
 		stopOnExit: true,
-		logger:     logger.With("component", "agent"),
+		logger:     logger,
 	})
 	if err != nil {
 		return err
@@ -261,8 +263,10 @@ type agentOptions struct {
 	logger                                   *slog.Logger
 }
 
-// newExecAgent builds an agent with the exec driver.
-func newExecAgent(o agentOptions) (*agent.Agent, error) {
+// newNodeAgent builds an agent with the exec and docker drivers. The agent
+// advertises only the drivers that are healthy at start, so a machine
+// without a Docker daemon simply offers exec.
+func newNodeAgent(o agentOptions) (*agent.Agent, error) {
 	client, err := api.NewClient(o.server)
 	if err != nil {
 		return nil, err
@@ -274,6 +278,13 @@ func newExecAgent(o agentOptions) (*agent.Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("exec driver: %w", err)
 	}
+	dockerDriver, err := docker.New(docker.Config{
+		StateDir: filepath.Join(o.dataDir, "docker"),
+		Logger:   o.logger.With("driver", "docker"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("docker driver: %w", err)
+	}
 	return agent.New(agent.Config{
 		Client:              client,
 		Name:                o.name,
@@ -281,7 +292,7 @@ func newExecAgent(o agentOptions) (*agent.Agent, error) {
 		Listen:              o.listen,
 		AdvertiseAddr:       o.advertise,
 		Labels:              o.labels,
-		Drivers:             []driver.Driver{execDriver},
+		Drivers:             []driver.Driver{execDriver, dockerDriver},
 		StopTasksOnShutdown: o.stopOnExit,
 		Logger:              o.logger,
 	})
@@ -295,7 +306,7 @@ func newAgentCommand() *cobra.Command {
 		Short: "Run a node agent that runs the tasks the scheduler places on this machine",
 		Long: `Run herd's node agent: it registers this machine as a node with the API
 server, heartbeats, and runs the tasks of the allocations placed on it with
-the exec driver.
+the exec driver, and with the docker driver when a Docker daemon answers.
 
 Tasks keep running when the agent stops; the next agent started with the
 same --data-dir recovers them.`,
@@ -320,7 +331,7 @@ same --data-dir recovers them.`,
 			cmd.SilenceUsage = true
 			ctx, cancel := signalContext(cmd.Context(), o.logger)
 			defer cancel()
-			a, err := newExecAgent(o)
+			a, err := newNodeAgent(o)
 			if err != nil {
 				return err
 			}

@@ -95,3 +95,21 @@ type Driver interface {
 	// driver still knows, running or exited.
 	Recover(ctx context.Context) ([]*Handle, error)
 }
+
+// DeliverExit serves Wait for drivers that record an exit by setting
+// *result and then closing exited: the returned channel receives the result
+// once and is then closed, or is closed without a value when ctx or stop
+// ends first.
+func DeliverExit(ctx context.Context, stop <-chan struct{}, exited <-chan struct{}, result *ExitResult) <-chan ExitResult {
+	ch := make(chan ExitResult, 1)
+	go func() {
+		defer close(ch)
+		select {
+		case <-exited:
+			ch <- *result
+		case <-ctx.Done():
+		case <-stop:
+		}
+	}()
+	return ch
+}

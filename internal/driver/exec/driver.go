@@ -447,17 +447,7 @@ func (d *Driver) Wait(ctx context.Context, id driver.TaskID) (<-chan driver.Exit
 	if err != nil {
 		return nil, err
 	}
-	ch := make(chan driver.ExitResult, 1)
-	go func() {
-		defer close(ch)
-		select {
-		case <-t.exited:
-			ch <- t.result
-		case <-ctx.Done():
-		case <-d.ctx.Done():
-		}
-	}()
-	return ch, nil
+	return driver.DeliverExit(ctx, d.ctx.Done(), t.exited, &t.result), nil
 }
 
 // Stop sends SIGTERM to the task's process group, SIGKILL after timeout
