@@ -330,6 +330,10 @@ type TaskState struct {
 	StartedAt  time.Time `json:"startedAt,omitzero"`
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
 	Message    string    `json:"message,omitempty"`
+	// Ports are the host ports of the running task by port name, as its
+	// driver assigned them (dynamic ports resolved); only drivers that
+	// publish ports report them.
+	Ports map[string]int `json:"ports,omitempty"`
 }
 
 // NodeStatus says whether a node's agent is heard from.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -32,6 +33,10 @@ import (
 const (
 	DefaultListen            = "127.0.0.1:0"
 	DefaultHeartbeatInterval = time.Second
+	// DefaultFingerprintInterval is how often drivers are fingerprinted
+	// again, so that a docker daemon that stops or starts answering changes
+	// what the node advertises.
+	DefaultFingerprintInterval = 30 * time.Second
 )
 
 const (
@@ -72,6 +77,10 @@ type Config struct {
 	Reserved api.Resources
 	// HeartbeatInterval, default DefaultHeartbeatInterval.
 	HeartbeatInterval time.Duration
+	// FingerprintInterval is how often the drivers are fingerprinted again
+	// after the start; a change of a driver's health or message registers
+	// the node again. Default DefaultFingerprintInterval.
+	FingerprintInterval time.Duration
 	// StopTasksOnShutdown stops every task when Run ends (herd up). Without
 	// it the tasks keep running for the next agent to recover (herd agent).
 	StopTasksOnShutdown bool
@@ -96,8 +105,12 @@ type Agent struct {
 	advertise string
 	ran       atomic.Bool
 
-	// Set up by Run before any loop starts.
+	// Set up by Run before any loop starts. The fingerprint loop changes
+	// the drivers' part of machine under nodeMu and hands the healthy
+	// drivers to Run's loop through driversCh.
+	nodeMu      sync.Mutex
 	machine     machine
+	driversCh   chan map[string]driver.Driver
 	allocatable api.Resources
 	host        *host
 	view        *desiredView
@@ -134,6 +147,12 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.FingerprintInterval < 0 {
+		return nil, fmt.Errorf("agent: FingerprintInterval must be positive, got %s", cfg.FingerprintInterval)
+	}
+	if cfg.FingerprintInterval == 0 {
+		cfg.FingerprintInterval = DefaultFingerprintInterval
 	}
 	if cfg.Reserved.CPU < 0 {
 		return nil, fmt.Errorf("agent: Reserved.CPU must be >= 0, got %d", cfg.Reserved.CPU)
@@ -183,6 +202,7 @@ func New(cfg Config) (*Agent, error) {
 		ln:        ln,
 		advertise: cfg.AdvertiseAddr,
 		wakeCh:    make(chan struct{}, 1),
+		driversCh: make(chan map[string]driver.Driver, 1),
 		view:      newDesiredView(),
 		runners:   map[string]*allocRunner{},
 	}
@@ -219,7 +239,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		dataDir:  a.cfg.DataDir,
 		clock:    a.clock,
 		log:      a.log,
-		drivers:  a.machine.drivers,
+		drivers:  maps.Clone(a.machine.drivers),
 		reporter: a.reporter,
 		metrics:  a.metrics,
 		wake:     a.wake,
@@ -231,6 +251,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	var loops sync.WaitGroup
 	loops.Go(func() { a.heartbeatLoop(ctx) })
+	loops.Go(func() { a.fingerprintLoop(ctx) })
 	defer loops.Wait()
 
 	rv, err := a.list(ctx)
@@ -274,6 +295,10 @@ func (a *Agent) loop(ctx, taskCtx context.Context) {
 			return
 		case <-a.view.changed:
 		case <-a.wakeCh:
+		case healthy := <-a.driversCh:
+			// Tasks already running keep their driver; new ones and
+			// admission follow the latest fingerprint.
+			a.host.drivers = healthy
 		case <-gc.Chan():
 			desired, _ := a.view.snapshot()
 			a.sweep(desired)
@@ -297,7 +322,7 @@ func (a *Agent) reconcile(taskCtx context.Context) {
 		ports = append(ports, p.Port)
 	}
 	drivers := map[string]bool{}
-	for name := range a.machine.drivers {
+	for name := range a.host.drivers {
 		drivers[name] = true
 	}
 	p := reconcile(reconcileInput{

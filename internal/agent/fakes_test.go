@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -362,6 +363,28 @@ type fakeDriver struct {
 	// calls logs "start <id>", "stop <id>", "destroy <id>" in order.
 	calls    []string
 	startErr func(driver.StartRequest) error
+	// fingerprints counts Fingerprint calls.
+	fingerprints int
+}
+
+// portDriver is a fakeDriver that publishes ports: every task gets the
+// same host ports, or portsErr.
+type portDriver struct {
+	*fakeDriver
+	ports    map[string]int
+	portsErr error
+}
+
+func (d *portDriver) Ports(_ context.Context, id driver.TaskID) (map[string]int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.tasks[id]; !ok {
+		return nil, driver.ErrNotFound
+	}
+	if d.portsErr != nil {
+		return nil, d.portsErr
+	}
+	return maps.Clone(d.ports), nil
 }
 
 type fakeTask struct {
@@ -395,7 +418,25 @@ func newFakeDriver(name string, clock clockwork.Clock) *fakeDriver {
 
 func (d *fakeDriver) Name() string { return d.name }
 
-func (d *fakeDriver) Fingerprint(context.Context) driver.Fingerprint { return d.fp }
+func (d *fakeDriver) Fingerprint(context.Context) driver.Fingerprint {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.fingerprints++
+	return d.fp
+}
+
+// setFingerprint changes what later fingerprints report.
+func (d *fakeDriver) setFingerprint(fp driver.Fingerprint) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.fp = fp
+}
+
+func (d *fakeDriver) fingerprintCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.fingerprints
+}
 
 func (d *fakeDriver) Start(_ context.Context, req driver.StartRequest) (*driver.Handle, error) {
 	d.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"runtime"
@@ -27,6 +28,8 @@ type machine struct {
 	attributes map[string]string
 	// drivers are the healthy drivers, advertised and used.
 	drivers map[string]driver.Driver
+	// fingerprints is the latest fingerprint round of the drivers.
+	fingerprints fingerprints
 	// message gathers what the drivers say of their limits.
 	message string
 	// notes are lines for the startup log.
@@ -42,7 +45,6 @@ func probeMachine(ctx context.Context, name string, drivers []driver.Driver) mac
 			api.AttrArch: runtime.GOARCH,
 			api.AttrName: name,
 		},
-		drivers: map[string]driver.Driver{},
 	}
 	m.attributes[api.AttrCPU] = strconv.FormatInt(m.capacity.CPU, 10)
 	m.attributes["cpu.cores"] = strconv.Itoa(runtime.NumCPU())
@@ -58,42 +60,40 @@ func probeMachine(ctx context.Context, name string, drivers []driver.Driver) mac
 		m.attributes["kernel.version"] = strings.TrimSpace(string(data))
 	}
 
-	var messages []string
-	for _, d := range drivers {
-		fctx, cancel := context.WithTimeout(ctx, fingerprintTimeout)
-		fp := d.Fingerprint(fctx)
-		cancel()
-		// Driver attributes live under driver.<name>.; keys a driver
-		// already prefixed are kept as they are.
-		prefix := "driver." + d.Name() + "."
-		for k, v := range fp.Attributes {
-			if !strings.HasPrefix(k, prefix) {
-				k = prefix + k
-			}
-			m.attributes[k] = v
-		}
+	m.fingerprints = fingerprintDrivers(ctx, drivers)
+	m.applyFingerprints(m.fingerprints)
+	for _, name := range m.fingerprints.order {
+		st := m.fingerprints.states[name]
 		switch {
-		case !fp.Healthy:
-			msg := "unhealthy"
-			if fp.Message != "" {
-				msg += ": " + fp.Message
-			}
-			messages = append(messages, d.Name()+": "+msg)
-			m.notes = append(m.notes, fmt.Sprintf("driver %s is %s; tasks using it will be rejected", d.Name(), msg))
-		case fp.Message != "":
-			m.drivers[d.Name()] = d
-			messages = append(messages, d.Name()+": "+fp.Message)
-			m.notes = append(m.notes, fmt.Sprintf("driver %s: %s", d.Name(), fp.Message))
+		case !st.healthy:
+			m.notes = append(m.notes, fmt.Sprintf("driver %s is %s; tasks using it will be rejected", name, st.describe()))
+		case st.message != "":
+			m.notes = append(m.notes, fmt.Sprintf("driver %s: %s", name, st.message))
 		default:
-			m.drivers[d.Name()] = d
-			m.notes = append(m.notes, fmt.Sprintf("driver %s: healthy", d.Name()))
+			m.notes = append(m.notes, fmt.Sprintf("driver %s: healthy", name))
 		}
 	}
 	if len(drivers) == 0 {
 		m.notes = append(m.notes, "no task drivers configured; every allocation will be rejected")
 	}
-	m.message = strings.Join(messages, "; ")
 	return m
+}
+
+// applyFingerprints makes f the drivers' part of the machine: the healthy
+// drivers, the status message and the driver.* attributes. The attributes
+// map is replaced, not changed, as registered nodes may still share it.
+func (m *machine) applyFingerprints(f fingerprints) {
+	m.fingerprints = f
+	attrs := make(map[string]string, len(m.attributes)+len(f.attributes))
+	for k, v := range m.attributes {
+		if !strings.HasPrefix(k, "driver.") {
+			attrs[k] = v
+		}
+	}
+	maps.Copy(attrs, f.attributes)
+	m.attributes = attrs
+	m.drivers = f.healthy
+	m.message = f.message()
 }
 
 // driverNames lists the healthy drivers, sorted.
@@ -181,6 +181,8 @@ func machineIP() string {
 
 // nodeObject is the node as the agent registers it.
 func (a *Agent) nodeObject() *api.Node {
+	a.nodeMu.Lock()
+	defer a.nodeMu.Unlock()
 	return &api.Node{
 		Meta: api.Meta{Name: a.cfg.Name, Labels: a.cfg.Labels},
 		Status: api.NodeInfo{

@@ -87,6 +87,7 @@ func describeExit(res driver.ExitResult) (reason, message string) {
 // exitState records an exit in a task state.
 func exitState(s api.TaskState, res driver.ExitResult, now time.Time) api.TaskState {
 	s.PID = 0
+	s.Ports = nil // released with the task
 	s.FinishedAt = res.FinishedAt
 	if s.FinishedAt.IsZero() {
 		s.FinishedAt = now
@@ -108,8 +109,9 @@ func copyStatus(s api.AllocStatus) api.AllocStatus {
 		if t.ExitCode != nil {
 			code := *t.ExitCode
 			t.ExitCode = &code
-			s.Tasks[name] = t
 		}
+		t.Ports = maps.Clone(t.Ports)
+		s.Tasks[name] = t
 	}
 	s.Events = slices.Clone(s.Events)
 	return s

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"sync"
 	"time"
@@ -66,6 +67,7 @@ func (tr *taskRunner) run(ctx context.Context) {
 			rec.state.Message = ""
 		}, tr.ar.taskEvent(api.EventNormal, EventReattached, tr.name(), "re-attached after agent restart (pid %d)", h.PID))
 		tr.setRunning(true)
+		tr.recordPorts(ctx)
 	}
 	if tr.drv == nil {
 		tr.endForGood(exitDecision{Failed: true, Reason: fmt.Sprintf("driver %q is not available", tr.task.Driver)})
@@ -153,8 +155,33 @@ func (tr *taskRunner) start(ctx context.Context, restart bool) error {
 		rec.state.StartedAt = startedAt
 		rec.state.FinishedAt = time.Time{}
 		rec.state.ExitCode, rec.state.Signal, rec.state.Message = nil, "", ""
+		rec.state.Ports = nil
 	}, tr.ar.taskEvent(api.EventNormal, EventStarted, tr.name(), "started (pid %d)", h.PID))
+	tr.recordPorts(ctx)
 	return nil
+}
+
+// recordPorts asks a driver that publishes ports for the task's host ports
+// and records them. Without them the task still runs, so a failure is only
+// logged.
+func (tr *taskRunner) recordPorts(ctx context.Context) {
+	pr, ok := tr.drv.(driver.PortReporter)
+	if !ok {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	ports, err := pr.Ports(pctx, tr.id)
+	if err != nil {
+		if ctx.Err() == nil {
+			tr.ar.h.log.Warn("reading the task's host ports failed; its status shows none", "task", tr.id.String(), "err", err)
+		}
+		return
+	}
+	if len(ports) == 0 {
+		ports = nil
+	}
+	tr.ar.update(tr.name(), func(rec *taskRecord) { rec.state.Ports = maps.Clone(ports) })
 }
 
 // wait waits for the task to exit or for a kill request. It returns false

@@ -243,6 +243,13 @@ func TestReportGolden(t *testing.T) {
 		{"describe-alloc-failed", func(b *bytes.Buffer) error {
 			return writeAllocReport(b, fixedNow, allocReport{alloc: failed, events: failedEvents})
 		}},
+		{"describe-alloc-ports", func(b *bytes.Buffer) error {
+			running := *allocByName("web.web[0]")
+			web := running.Status.Tasks["web"]
+			web.Ports = map[string]int{"http": 32768, "admin": 32769}
+			running.Status.Tasks = map[string]api.TaskState{"web": web}
+			return writeAllocReport(b, fixedNow, allocReport{alloc: &running})
+		}},
 		{"describe-alloc-unplaced", func(b *bytes.Buffer) error {
 			return writeAllocReport(b, fixedNow, allocReport{alloc: allocByName("web.web[2]")})
 		}},

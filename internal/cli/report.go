@@ -253,6 +253,9 @@ func writeAllocReport(w io.Writer, now time.Time, d allocReport) error {
 		if ts.PID != 0 {
 			r.field(2, "PID", strconv.Itoa(ts.PID))
 		}
+		if len(ts.Ports) > 0 {
+			r.field(2, "Ports", formatTaskPorts(ts.Ports))
+		}
 		r.field(2, "Started", formatTime(now, ts.StartedAt))
 		r.field(2, "Finished", formatTime(now, ts.FinishedAt))
 		if ts.Message != "" {
@@ -264,6 +267,15 @@ func writeAllocReport(w io.Writer, now time.Time, d allocReport) error {
 	r.heading(0, "Events")
 	r.table(1, eventsTable(mergeEvents(a.Status.Events, d.events), tableOptions{now: now}, false))
 	return r.flush()
+}
+
+// formatTaskPorts lists host ports by port name: "admin=32769, http=32768".
+func formatTaskPorts(ports map[string]int) string {
+	parts := make([]string, 0, len(ports))
+	for _, name := range sortedKeys(ports) {
+		parts = append(parts, name+"="+strconv.Itoa(ports[name]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // allocTaskNames lists the tasks of the allocation's group in spec order,

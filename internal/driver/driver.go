@@ -96,6 +96,14 @@ type Driver interface {
 	Recover(ctx context.Context) ([]*Handle, error)
 }
 
+// PortReporter is implemented by drivers that publish task ports on the
+// host: Ports returns the host port of each of the task's ports by name, as
+// bound (dynamic ports resolved). The agent reports them in the task's
+// state after a start and after re-attaching.
+type PortReporter interface {
+	Ports(ctx context.Context, id TaskID) (map[string]int, error)
+}
+
 // DeliverExit serves Wait for drivers that record an exit by setting
 // *result and then closing exited: the returned channel receives the result
 // once and is then closed, or is closed without a value when ctx or stop

@@ -17,8 +17,9 @@
 //
 // The tasks of one allocation share one network namespace, as in a
 // Kubernetes pod, so that they reach each other on localhost. The first
-// task of an allocation creates a "pause" container (labels herd.alloc.uid
-// and herd.pause=true, name herd-pause-<allocUID>) that owns the namespace;
+// task of an allocation creates a "pause" container (labels herd.alloc.uid,
+// herd.alloc.name and herd.pause=true but no herd.task, name
+// herd-pause-<allocUID>) that owns the namespace;
 // the task containers join it with network mode "container:<pause id>".
 // Images cannot be assumed pullable, so the pause image is built locally,
 // FROM scratch, holding only the herd binary itself (Config.PauseBinary)

@@ -401,7 +401,7 @@ func (d *Driver) Destroy(ctx context.Context, id driver.TaskID) error {
 		return fmt.Errorf("docker: destroy task %s: it is still running; stop it first", id)
 	}
 	err = d.client.ContainerRemove(ctx, t.containerID, container.RemoveOptions{RemoveVolumes: true})
-	if err != nil && !cerrdefs.IsNotFound(err) {
+	if err != nil && !cerrdefs.IsNotFound(err) && !removalInProgress(err) {
 		return fmt.Errorf("docker: destroy task %s: %w", id, err)
 	}
 	os.Remove(d.cursorPath(id))
@@ -460,4 +460,11 @@ func (d *Driver) Ports(ctx context.Context, id driver.TaskID) (map[string]int, e
 		return map[string]int{}, nil
 	}
 	return publishedPorts(info.Config.Labels, owner.NetworkSettings.Ports), nil
+}
+
+// removalInProgress reports the daemon's answer when another request is
+// already removing the container: it will be gone, which is what the
+// caller wants.
+func removalInProgress(err error) bool {
+	return cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress")
 }
