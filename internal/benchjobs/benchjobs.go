@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/herd-project/herd/api"
@@ -40,6 +41,30 @@ func SleepJob(name string, replicas int) *api.Job {
 	}
 	j.Defaults()
 	return j
+}
+
+// JobFunc builds the job a benchmark applies: name, of replicas replicas.
+type JobFunc func(name string, replicas int) *api.Job
+
+// DockerSleepJob returns a JobFunc for service jobs whose task runs image
+// with the docker driver. The image must already be on the node (the pull
+// policy is "never", so the figures hold no registry traffic) and its
+// command must keep running until SIGTERM. command and args are optional:
+// empty, the image's own command runs.
+func DockerSleepJob(image, command string, args []string) JobFunc {
+	args = slices.Clone(args)
+	return func(name string, replicas int) *api.Job {
+		j := SleepJob(name, replicas)
+		t := &j.Spec.Groups[0].Tasks[0]
+		t.Driver = "docker"
+		t.Config = api.TaskConfig{
+			Image:      image,
+			PullPolicy: "never",
+			Command:    command,
+			Args:       slices.Clone(args),
+		}
+		return j
+	}
 }
 
 // allocView follows the allocations of one job through a watch.
@@ -122,6 +147,11 @@ func gone(m map[string]*api.Allocation) bool { return len(m) == 0 }
 // Startup applies a job of replicas sleeping tasks, times until all run,
 // deletes it and waits until its allocations are gone; repeats times.
 func Startup(ctx context.Context, c Client, replicas, repeats int) ([]time.Duration, error) {
+	return StartupOf(ctx, c, replicas, repeats, SleepJob)
+}
+
+// StartupOf is Startup with the jobs built by job, such as DockerSleepJob.
+func StartupOf(ctx context.Context, c Client, replicas, repeats int, job JobFunc) ([]time.Duration, error) {
 	var out []time.Duration
 	for i := 0; i < repeats; i++ {
 		name := fmt.Sprintf("bench-startup-%d-%d", replicas, i)
@@ -130,7 +160,7 @@ func Startup(ctx context.Context, c Client, replicas, repeats int) ([]time.Durat
 			return nil, err
 		}
 		start := time.Now()
-		if _, err := c.PutJob(ctx, SleepJob(name, replicas)); err != nil {
+		if _, err := c.PutJob(ctx, job(name, replicas)); err != nil {
 			v.close()
 			return nil, err
 		}

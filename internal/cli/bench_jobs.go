@@ -42,27 +42,61 @@ type startupResult struct {
 
 func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// startupJob returns the jobs `bench jobs startup` applies for the
+// --driver, --image, --command and --args flags, or a usage error.
+func startupJob(driverName, image, command string, args []string, argsSet bool) (benchjobs.JobFunc, error) {
+	switch driverName {
+	case "exec":
+		if image != "" || command != "" || argsSet {
+			return nil, usageErrorf("--image, --command and --args need --driver docker")
+		}
+		return benchjobs.SleepJob, nil
+	case "docker":
+		if image == "" {
+			return nil, usageErrorf("--image is required with --driver docker")
+		}
+		return benchjobs.DockerSleepJob(image, command, args), nil
+	default:
+		return nil, usageErrorf("--driver must be exec or docker, not %q", driverName)
+	}
+}
+
 func newBenchStartupCommand() *cobra.Command {
 	var replicas []int
 	var repeats int
 	var jsonOut bool
+	var driverName, image, command string
+	var args []string
 	cmd := &cobra.Command{
 		Use:   "startup",
 		Short: "Time apply until all replicas run, for several replica counts",
 		Long: `For each --replicas count, apply a service job of that many sleeping
 replicas, time until every one runs (as reported by its agent), delete the
 job, wait until its allocations are gone, and repeat --repeats times. Prints
-p50, p99 and max per count.`,
-		Example: `  herd bench jobs startup --replicas 1,10,100 --repeats 10`,
-		Args:    cobra.NoArgs,
+p50, p99 and max per count.
+
+With --driver docker the replicas are containers of --image, which must
+already be on the node (the pull policy is "never") and whose command, or
+--command and --args, must keep running until SIGTERM.`,
+		Example: `  herd bench jobs startup --replicas 1,10,100 --repeats 10
+  herd bench jobs startup --driver docker --image herd-bench-sleep:latest --replicas 1,10,50`,
+		Args: cobra.NoArgs,
 	}
 	sf := addServerFlags(cmd)
 	cmd.Flags().IntSliceVar(&replicas, "replicas", []int{1, 10, 100}, "replica counts, comma-separated")
 	cmd.Flags().IntVar(&repeats, "repeats", 5, "runs per replica count")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the results as JSON")
+	cmd.Flags().StringVar(&driverName, "driver", "exec", "task driver of the replicas: exec or docker")
+	cmd.Flags().StringVar(&image, "image", "", "image of the replicas (--driver docker; must be on the node already)")
+	cmd.Flags().StringVar(&command, "command", "", "command of the replicas instead of the image's (--driver docker)")
+	cmd.Flags().StringSliceVar(&args, "args", nil, "arguments of --command, comma-separated (--driver docker)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if repeats < 1 || slices.ContainsFunc(replicas, func(n int) bool { return n < 1 || n > api.MaxCount }) {
 			return usageErrorf("--repeats and every --replicas value must be >= 1")
+		}
+		job, err := startupJob(driverName, image, command, args, cmd.Flags().Changed("args"))
+		if err != nil {
+			return err
 		}
 		c, err := api.NewClient(sf.server)
 		if err != nil {
@@ -71,7 +105,7 @@ p50, p99 and max per count.`,
 		cmd.SilenceUsage = true
 		var results []startupResult
 		for _, n := range replicas {
-			samples, err := benchjobs.Startup(cmd.Context(), c, n, repeats)
+			samples, err := benchjobs.StartupOf(cmd.Context(), c, n, repeats, job)
 			if err != nil {
 				return fmt.Errorf("%d replicas: %w", n, err)
 			}
