@@ -1,4 +1,4 @@
-// Command web is the example container of examples/web-container: a static
+// Package main is the example container of examples/web-container: a static
 // HTTP server that answers every request with "hello from <allocation>",
 // the allocation's name coming from HERD_ALLOC_NAME.
 package main

@@ -1,4 +1,4 @@
-// Command testprog is the program inside the docker driver's test image:
+// Package main is the program inside the docker driver's test image:
 // modes "sleep" (exits 3 on SIGTERM), "ignore-term", "echo X...",
 // "exit N", "alloc N" (MiB, to be OOM killed), "serve PORT" and "get URL"
 // (retries until it answers, prints the body). With HERD_PAUSE=1 it is the
