@@ -7,6 +7,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/herd-project/herd/api"
@@ -104,17 +105,51 @@ type PortReporter interface {
 	Ports(ctx context.Context, id TaskID) (map[string]int, error)
 }
 
-// DeliverExit serves Wait for drivers that record an exit by setting
-// *result and then closing exited: the returned channel receives the result
-// once and is then closed, or is closed without a value when ctx or stop
-// ends first.
-func DeliverExit(ctx context.Context, stop <-chan struct{}, exited <-chan struct{}, result *ExitResult) <-chan ExitResult {
+// Exit records how a task ended, once, for any number of waiters. Drivers
+// keep one per task.
+type Exit struct {
+	once   sync.Once
+	done   chan struct{}
+	result ExitResult
+}
+
+// NewExit returns an Exit that has not happened yet.
+func NewExit() *Exit { return &Exit{done: make(chan struct{})} }
+
+// Record sets the result to what compute returns, the first time it is
+// called; later calls do nothing (and do not call compute).
+func (e *Exit) Record(compute func() ExitResult) {
+	e.once.Do(func() {
+		e.result = compute()
+		close(e.done)
+	})
+}
+
+// Done is closed once the exit is recorded.
+func (e *Exit) Done() <-chan struct{} { return e.done }
+
+// Exited reports whether the exit is recorded.
+func (e *Exit) Exited() bool {
+	select {
+	case <-e.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Result is the recorded exit; valid once Done is closed.
+func (e *Exit) Result() ExitResult { return e.result }
+
+// Deliver serves Wait: the returned channel receives the result once and is
+// then closed, or is closed without a value when ctx or stop ends first.
+func (e *Exit) Deliver(ctx context.Context, stop <-chan struct{}) <-chan ExitResult {
 	ch := make(chan ExitResult, 1)
 	go func() {
 		defer close(ch)
 		select {
-		case <-exited:
-			ch <- *result
+		case <-e.done:
+			ch <- e.result
 		case <-ctx.Done():
 		case <-stop:
 		}

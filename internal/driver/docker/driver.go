@@ -70,18 +70,7 @@ type task struct {
 	logDir      string
 	startedAt   time.Time
 
-	finishOnce sync.Once
-	exited     chan struct{} // closed once result is set
-	result     driver.ExitResult
-}
-
-func (t *task) hasExited() bool {
-	select {
-	case <-t.exited:
-		return true
-	default:
-		return false
-	}
+	exit *driver.Exit
 }
 
 func (t *task) handle() *driver.Handle {
@@ -178,7 +167,7 @@ func (d *Driver) Start(ctx context.Context, req driver.StartRequest) (*driver.Ha
 		return nil, fmt.Errorf("docker: log directory: %w", err)
 	}
 	if old, err := d.find(id); err == nil {
-		if !old.hasExited() {
+		if !old.exit.Exited() {
 			return nil, fmt.Errorf("docker: task %s is already running", id)
 		}
 		if err := d.Destroy(ctx, id); err != nil {
@@ -276,7 +265,7 @@ func (d *Driver) find(id driver.TaskID) (*task, error) {
 	if info.Config == nil || info.Config.Labels[labelAllocUID] != id.AllocUID || info.Config.Labels[labelTask] != id.Task {
 		return nil, fmt.Errorf("docker: container %s is not herd's task %s: %w", containerName(id), id, driver.ErrNotFound)
 	}
-	t = &task{id: id, containerID: info.ID, logDir: info.Config.Labels[labelLogDir], exited: make(chan struct{})}
+	t = &task{id: id, containerID: info.ID, logDir: info.Config.Labels[labelLogDir], exit: driver.NewExit()}
 	if info.State != nil {
 		t.startedAt, _ = time.Parse(time.RFC3339Nano, info.State.StartedAt)
 	}
@@ -348,10 +337,7 @@ func (d *Driver) exitResult(t *task) driver.ExitResult {
 }
 
 func (d *Driver) finish(t *task, res driver.ExitResult) {
-	t.finishOnce.Do(func() {
-		t.result = res
-		close(t.exited)
-	})
+	t.exit.Record(func() driver.ExitResult { return res })
 }
 
 // Wait returns a channel that receives the task's exit once and is then
@@ -362,7 +348,7 @@ func (d *Driver) Wait(ctx context.Context, id driver.TaskID) (<-chan driver.Exit
 	if err != nil {
 		return nil, err
 	}
-	return driver.DeliverExit(ctx, d.ctx.Done(), t.exited, &t.result), nil
+	return t.exit.Deliver(ctx, d.ctx.Done()), nil
 }
 
 // Stop has the daemon send SIGTERM and SIGKILL after timeout (rounded up
@@ -373,7 +359,7 @@ func (d *Driver) Stop(ctx context.Context, id driver.TaskID, timeout time.Durati
 	if err != nil {
 		return err
 	}
-	if t.hasExited() {
+	if t.exit.Exited() {
 		return nil
 	}
 	secs := int((max(timeout, 0) + time.Second - 1) / time.Second)
@@ -381,7 +367,7 @@ func (d *Driver) Stop(ctx context.Context, id driver.TaskID, timeout time.Durati
 		return fmt.Errorf("docker: stop task %s: %w", id, err)
 	}
 	select {
-	case <-t.exited:
+	case <-t.exit.Done():
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("docker: stop task %s: %w", id, ctx.Err())
@@ -397,7 +383,7 @@ func (d *Driver) Destroy(ctx context.Context, id driver.TaskID) error {
 	if err != nil {
 		return err
 	}
-	if !t.hasExited() {
+	if !t.exit.Exited() {
 		return fmt.Errorf("docker: destroy task %s: it is still running; stop it first", id)
 	}
 	err = d.client.ContainerRemove(ctx, t.containerID, container.RemoveOptions{RemoveVolumes: true})

@@ -71,18 +71,7 @@ type task struct {
 	input shimInput
 	state shimState
 
-	finishOnce sync.Once
-	exited     chan struct{} // closed once result is set
-	result     driver.ExitResult
-}
-
-func (t *task) hasExited() bool {
-	select {
-	case <-t.exited:
-		return true
-	default:
-		return false
-	}
+	exit *driver.Exit
 }
 
 func (t *task) handle() *driver.Handle {
@@ -193,7 +182,7 @@ func (d *Driver) Start(ctx context.Context, req driver.StartRequest) (*driver.Ha
 	}()
 
 	if old, err := d.find(id, true); err == nil {
-		if !old.hasExited() {
+		if !old.exit.Exited() {
 			return nil, fmt.Errorf("exec: task %s is already running (pid %d)", id, old.state.TaskPID)
 		}
 		if err := d.destroy(ctx, old); err != nil {
@@ -335,7 +324,7 @@ func (d *Driver) find(id driver.TaskID, fromStart bool) (*task, error) {
 // up and reported as not found.
 func (d *Driver) load(id driver.TaskID) (*task, error) {
 	dir := d.taskDir(id)
-	t := &task{id: id, dir: dir, exited: make(chan struct{})}
+	t := &task{id: id, dir: dir, exit: driver.NewExit()}
 	err := readJSON(filepath.Join(dir, inputFile), &t.input)
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, serr := os.Stat(dir); serr == nil {
@@ -396,7 +385,7 @@ func (d *Driver) watch(t *task) {
 
 // finish records how the task ended, once its shim has exited.
 func (d *Driver) finish(t *task) {
-	t.finishOnce.Do(func() {
+	t.exit.Record(func() driver.ExitResult {
 		var rec exitRecord
 		err := readJSON(filepath.Join(t.dir, exitFile), &rec)
 		switch {
@@ -405,8 +394,7 @@ func (d *Driver) finish(t *task) {
 		case err != nil:
 			rec = exitRecord{ExitCode: -1, FinishedAt: d.cfg.Clock.Now(), Error: "task lost: " + err.Error()}
 		}
-		t.result = rec.result()
-		close(t.exited)
+		return rec.result()
 	})
 }
 
@@ -447,7 +435,7 @@ func (d *Driver) Wait(ctx context.Context, id driver.TaskID) (<-chan driver.Exit
 	if err != nil {
 		return nil, err
 	}
-	return driver.DeliverExit(ctx, d.ctx.Done(), t.exited, &t.result), nil
+	return t.exit.Deliver(ctx, d.ctx.Done()), nil
 }
 
 // Stop sends SIGTERM to the task's process group, SIGKILL after timeout
@@ -458,7 +446,7 @@ func (d *Driver) Stop(ctx context.Context, id driver.TaskID, timeout time.Durati
 	if err != nil {
 		return err
 	}
-	if t.hasExited() {
+	if t.exit.Exited() {
 		return nil
 	}
 	if err := signalGroup(t.state.TaskPID, t.state.TaskStartTicks, syscall.SIGTERM); err != nil {
@@ -466,7 +454,7 @@ func (d *Driver) Stop(ctx context.Context, id driver.TaskID, timeout time.Durati
 	}
 	if timeout > 0 {
 		select {
-		case <-t.exited:
+		case <-t.exit.Done():
 			return nil
 		case <-d.cfg.Clock.After(timeout):
 		case <-ctx.Done():
@@ -479,7 +467,7 @@ func (d *Driver) Stop(ctx context.Context, id driver.TaskID, timeout time.Durati
 		return fmt.Errorf("exec: kill task %s: %w", id, err)
 	}
 	select {
-	case <-t.exited:
+	case <-t.exit.Done():
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("exec: kill task %s: %w", id, ctx.Err())
@@ -495,7 +483,7 @@ func (d *Driver) Destroy(ctx context.Context, id driver.TaskID) error {
 	if err != nil {
 		return err
 	}
-	if !t.hasExited() {
+	if !t.exit.Exited() {
 		return fmt.Errorf("exec: destroy task %s: it is still running; stop it first", id)
 	}
 	return d.destroy(ctx, t)

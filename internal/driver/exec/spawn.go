@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/herd-project/herd/internal/driver"
 )
 
 // startAbortGrace is how long an aborted Start still waits for the shim to
@@ -72,7 +74,7 @@ func (d *Driver) spawn(ctx context.Context, dir string, in *shimInput) (*task, e
 		err = fmt.Errorf("waiting for the task to start: %w", ctx.Err())
 	}
 	if err == nil && msg.Error == "" && msg.TaskPID > 0 {
-		t := &task{id: in.ID, dir: dir, input: *in, exited: make(chan struct{})}
+		t := &task{id: in.ID, dir: dir, input: *in, exit: driver.NewExit()}
 		if err = readJSON(filepath.Join(dir, stateFile), &t.state); err == nil {
 			d.mu.Lock()
 			d.tasks[in.ID] = t
