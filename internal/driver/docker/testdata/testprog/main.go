@@ -46,16 +46,19 @@ func main() {
 		n, _ := strconv.Atoi(args[0])
 		os.Exit(n)
 	case "alloc":
+		// Memory outside the Go heap: the kernel's OOM killer must end the
+		// program, not the runtime failing to grow its heap or to start a
+		// GC thread near the limit (which exits 2 and is no OOM kill).
 		n, _ := strconv.Atoi(args[0])
-		var keep [][]byte
-		for i := 0; i < n; i++ {
-			b := make([]byte, 1<<20)
-			for j := range b {
-				b[j] = 1
-			}
-			keep = append(keep, b)
+		mem, err := syscall.Mmap(-1, 0, n<<20, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mmap:", err)
+			os.Exit(1)
 		}
-		fmt.Println("allocated", len(keep))
+		for j := 0; j < len(mem); j += 4096 {
+			mem[j] = 1
+		}
+		fmt.Println("allocated", n)
 	case "serve":
 		http.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "hello") })
 		fmt.Println(http.ListenAndServe(":"+args[0], nil))
